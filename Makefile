@@ -1,0 +1,35 @@
+# qs4d: the two set-up commands of the README, each installing what it needs.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.qs4d-installed
+SYSSTAMP := $(VENV)/.qs4d-sysdeps
+
+.PHONY: test demo sysdeps lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[train,audio,ecg,dev]'
+	touch $(STAMP)
+
+# Debian packages for the data builders and the microphone path (root, apt-get).
+$(SYSSTAMP): scripts/sysdeps.sh | $(STAMP)
+	bash scripts/sysdeps.sh
+	touch $(SYSSTAMP)
+
+sysdeps: $(SYSSTAMP)
+
+test: $(STAMP) $(SYSSTAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+demo: $(STAMP) $(SYSSTAMP)
+	$(PY) scripts/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

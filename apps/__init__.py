@@ -1,0 +1,1 @@
+"""qs4d.apps: thin command-line apps over the runtime (kws, ecg, profile)."""

@@ -1,0 +1,1 @@
+"""qs4d.export: checkpoint -> bundle (integer ONNX step, crossbar conductance tables)."""

@@ -1,0 +1,1 @@
+"""Data sets: keyword spotting audio, simulated and recorded ECG."""

@@ -1,0 +1,3 @@
+from qs4d.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The `qs4d` command: subcommands dispatched with lazy imports.
+
+Each subcommand lives in a module exposing `main(argv: list[str]) -> int`; it is imported only
+when called, so `qs4d kws` works on a runtime-only install without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("qs4d.models.train", "train a model (float pre-training, QAT fine-tuning)"),
+    "export": ("qs4d.export.cli", "checkpoint -> bundle (integer ONNX, crossbar tables)"),
+    "verify": ("qs4d.runtime.verify", "parity among the executors of a bundle"),
+    "data": ("qs4d.models.data.cli", "build data sets (kws, ecg)"),
+    "kws": ("qs4d.apps.kws", "keyword spotting from a microphone or WAV file"),
+    "ecg": ("qs4d.apps.ecg", "streaming ECG beat classification"),
+    "profile": ("qs4d.apps.profile", "latency, throughput, memory and energy per backend"),
+    "sweep": ("qs4d.models.sweep", "grids of training and evaluation runs"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: qs4d COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        from qs4d import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"qs4d: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module_name = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name in ("torch", "onnx", "sounddevice", "wfdb", "ray"):
+            print(f"qs4d {name}: needs the optional package {e.name!r}; "
+                  f"install it (for example `pip install 'qs4d[train]'`)", file=sys.stderr)
+            return 3
+        raise
+    return int(module.main(rest) or 0)

@@ -1,0 +1,385 @@
+"""The single source of truth for every config, quantizer and bundle key of qs4d.
+
+`models/` and `export/` import these dataclasses instead of retyping a number; the runtime
+reads a bundle's `spec.json` back into them with `Spec.from_dict`, which rejects unknown keys,
+missing keys and foreign schema versions with an error that names the key.
+
+Glossary: F input features, H width, N state size, P = N/2 complex modes, K classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Bundle file names (DESIGN section 4).
+SPEC_FILE = "spec.json"
+WEIGHTS_FILE = "weights.npz"
+ONNX_FILE = "step.onnx"
+ONNX_FLOAT_FILE = "step_float.onnx"
+CROSSBAR_DIR = "crossbar"
+MANIFEST_FILE = "manifest.json"
+ONNX_SPEC_KEY = "qs4d.spec"  # metadata_props key carrying spec.json inside step.onnx
+
+# Tensor groups with their own bit width (DESIGN section 3).
+GROUPS = ("weights", "A", "B", "C", "D", "dt", "state", "act", "adc")
+
+
+class SpecError(ValueError):
+    """A spec, config or bundle field is wrong; the message names the field."""
+
+
+def _check_keys(cls: type, d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected an object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = sorted(required - set(d))
+    if missing:
+        raise SpecError(f"{where}: missing key(s) {missing}")
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Turn JSON lists back into tuples and check scalar types against the default."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise SpecError(f"{where}: expected true/false, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise SpecError(f"{where}: expected a number, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise SpecError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+class _Config:
+    """Mixin: dict round trip with strict key checking."""
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str | None = None):
+        where = where or cls.__name__
+        _check_keys(cls, d, where)
+        kw = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            default = None if f.default is dataclasses.MISSING else f.default
+            kw[f.name] = _coerce(d[f.name], default, f"{where}.{f.name}")
+        try:
+            return cls(**kw)
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{where}: {e}") from e
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """Architecture of an S4D classifier (encoder, n_layers blocks, decoder)."""
+
+    d_input: int = 1  # F
+    d_model: int = 64  # H
+    d_state: int = 64  # N (P = N/2 complex modes; conjugates implicit)
+    n_layers: int = 4
+    n_classes: int = 10  # K
+    init: str = "lin"  # "lin" (S4D-Lin) or "inv" (S4D-Inv)
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+    norm: str = "batch"  # "batch" (folded at export) or "none"
+    pooling: str = "mean"  # sequence-level training target: "mean" or "last" of per-step logits
+    dropout: float = 0.0
+    modes: tuple = ()  # modes kept per layer after pruning; () means d_state // 2 everywhere
+
+    def __post_init__(self):
+        for name in ("d_input", "d_model", "d_state", "n_layers", "n_classes"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"ModelConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.d_state % 2:
+            raise SpecError(f"ModelConfig.d_state: must be even (P = N/2), got {self.d_state}")
+        if self.init not in ("lin", "inv"):
+            raise SpecError(f"ModelConfig.init: 'lin' or 'inv', got {self.init!r}")
+        if self.norm not in ("batch", "none"):
+            raise SpecError(f"ModelConfig.norm: 'batch' or 'none', got {self.norm!r}")
+        if self.pooling not in ("mean", "last"):
+            raise SpecError(f"ModelConfig.pooling: 'mean' or 'last', got {self.pooling!r}")
+        if not 0 < self.dt_min <= self.dt_max:
+            raise SpecError(f"ModelConfig.dt_min/dt_max: need 0 < dt_min <= dt_max, got "
+                            f"{self.dt_min}, {self.dt_max}")
+        if self.modes:
+            if len(self.modes) != self.n_layers:
+                raise SpecError(f"ModelConfig.modes: one entry per layer ({self.n_layers}), "
+                                f"got {len(self.modes)}")
+            for p in self.modes:
+                if not isinstance(p, int) or not 1 <= p <= self.d_state // 2:
+                    raise SpecError(f"ModelConfig.modes: each in 1..{self.d_state // 2}, got {p!r}")
+
+    @property
+    def layer_modes(self) -> tuple:
+        """P per layer."""
+        return tuple(self.modes) if self.modes else (self.d_state // 2,) * self.n_layers
+
+
+@dataclass(frozen=True)
+class QuantSpec(_Config):
+    """One tensor group's quantizer: symmetric, zero point 0.
+
+    bits=0 means float (not quantized). Ternary is bits=2 with narrow range {-1, 0, +1}.
+    """
+
+    bits: int = 0
+    per_channel: bool = False
+    narrow: bool = False  # qmin = -qmax; forced for ternary
+
+    def __post_init__(self):
+        if not isinstance(self.bits, int) or not (self.bits == 0 or 2 <= self.bits <= 24):
+            raise SpecError(f"QuantSpec.bits: 0 (float) or 2..24, got {self.bits!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits > 0
+
+    @property
+    def ternary(self) -> bool:
+        return self.bits == 2
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    @property
+    def qmin(self) -> int:
+        return -self.qmax if (self.narrow or self.ternary) else -(2 ** (self.bits - 1))
+
+
+@dataclass(frozen=True)
+class QuantConfig(_Config):
+    """Bit width and granularity of every tensor group (DESIGN section 3).
+
+    weights: encoder, decoder and mixing layers. A, B, C, D: the S4D step matrix blocks
+    (A-bar, B-bar, the output row 2c(C A-bar), and 2Re(C B-bar) + D). dt: the step size Delta
+    (a training-time group, baked into A-bar and B-bar at export). state: the recurrent state.
+    act: activations between layers (= DAC input). adc: S4D layer outputs (= ADC output).
+    """
+
+    weights: QuantSpec = field(default_factory=QuantSpec)
+    A: QuantSpec = field(default_factory=QuantSpec)
+    B: QuantSpec = field(default_factory=QuantSpec)
+    C: QuantSpec = field(default_factory=QuantSpec)
+    D: QuantSpec = field(default_factory=QuantSpec)
+    dt: QuantSpec = field(default_factory=QuantSpec)
+    state: QuantSpec = field(default_factory=QuantSpec)
+    act: QuantSpec = field(default_factory=QuantSpec)
+    adc: QuantSpec = field(default_factory=QuantSpec)
+    learn_scales: bool = True  # LSQ-style learned scales; False keeps calibrated scales
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str | None = None) -> QuantConfig:
+        where = where or "QuantConfig"
+        _check_keys(cls, d, where)
+        kw: dict[str, Any] = {}
+        for g in GROUPS:
+            if g in d:
+                kw[g] = QuantSpec.from_dict(d[g], f"{where}.{g}")
+        if "learn_scales" in d:
+            kw["learn_scales"] = _coerce(d["learn_scales"], True, f"{where}.learn_scales")
+        return cls(**kw)
+
+    def __post_init__(self):
+        for g in ("state", "act", "adc"):
+            if getattr(self, g).ternary:
+                raise SpecError(f"QuantConfig.{g}: ternary is for weights only")
+
+    @property
+    def integer(self) -> bool:
+        """True when every group the integer step uses is quantized (dt is training-only)."""
+        return all(getattr(self, g).enabled for g in GROUPS if g != "dt")
+
+    @property
+    def any_enabled(self) -> bool:
+        return any(getattr(self, g).enabled for g in GROUPS)
+
+    @classmethod
+    def uniform(cls, bits: int, *, weight_bits: int | None = None, state_bits: int | None = None,
+                act_bits: int | None = None, adc_bits: int | None = None,
+                per_channel: bool = True, learn_scales: bool = True) -> QuantConfig:
+        """Homogeneous precision with optional overrides; S4D blocks per channel."""
+        wb = bits if weight_bits is None else weight_bits
+        sb = bits if state_bits is None else state_bits
+        ab = bits if act_bits is None else act_bits
+        cb = ab if adc_bits is None else adc_bits
+        pc = QuantSpec(bits, per_channel=per_channel)
+        return cls(
+            weights=QuantSpec(wb, per_channel=per_channel and wb != 2),
+            A=pc, B=pc, C=pc,
+            D=QuantSpec(max(bits, 8), per_channel=per_channel),
+            dt=pc,
+            state=QuantSpec(sb, per_channel=per_channel),
+            act=QuantSpec(ab), adc=QuantSpec(cb),
+            learn_scales=learn_scales,
+        )
+
+
+@dataclass(frozen=True)
+class FrontendConfig(_Config):
+    """How raw input becomes one model step's features.
+
+    kind "identity": the raw sample is the feature (ECG per sample, toy tasks).
+    kind "logmel": streaming log-mel frames (audio); the model steps once per hop.
+    kind "ecg": causal band-pass and optional decimation before the model.
+    """
+
+    kind: str = "identity"
+    sample_rate: int = 16000
+    n_mels: int = 40
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    f_min: float = 20.0
+    f_max: float = 8000.0
+    log_floor: float = 1e-6
+    band_hz: tuple = (0.5, 40.0)
+    decimate: int = 1
+    norm_mean: tuple = ()  # per-feature normalization applied after the front end
+    norm_std: tuple = ()
+
+    def __post_init__(self):
+        if self.kind not in ("identity", "logmel", "ecg"):
+            raise SpecError(f"FrontendConfig.kind: 'identity', 'logmel' or 'ecg', got {self.kind!r}")
+        if self.sample_rate <= 0:
+            raise SpecError(f"FrontendConfig.sample_rate: must be > 0, got {self.sample_rate}")
+        if self.decimate < 1:
+            raise SpecError(f"FrontendConfig.decimate: must be >= 1, got {self.decimate}")
+
+
+@dataclass(frozen=True)
+class Spec(_Config):
+    """Everything `spec.json` holds."""
+
+    model: ModelConfig
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    labels: tuple = ()
+    metrics: dict = field(default_factory=dict)
+    name: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = SPEC_FILE) -> Spec:
+        _check_keys(cls, d, where)
+        ver = d.get("schema_version", SCHEMA_VERSION)
+        if ver != SCHEMA_VERSION:
+            raise SpecError(f"{where}.schema_version: this qs4d reads version {SCHEMA_VERSION}, "
+                            f"got {ver!r}")
+        model = ModelConfig.from_dict(d["model"], f"{where}.model")
+        quant = QuantConfig.from_dict(d.get("quant", {}), f"{where}.quant")
+        frontend = FrontendConfig.from_dict(d.get("frontend", {}), f"{where}.frontend")
+        labels = tuple(d.get("labels", ()))
+        if labels and len(labels) != model.n_classes:
+            raise SpecError(f"{where}.labels: {len(labels)} labels for {model.n_classes} classes")
+        metrics = d.get("metrics", {})
+        if not isinstance(metrics, dict):
+            raise SpecError(f"{where}.metrics: expected an object")
+        name = _coerce(d.get("name", ""), "", f"{where}.name")
+        return cls(model=model, quant=quant, frontend=frontend, labels=labels,
+                   metrics=metrics, name=name, schema_version=ver)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = SPEC_FILE) -> Spec:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{where}: not valid JSON ({e})") from e
+        return cls.from_dict(d, where)
+
+
+# ---------------------------------------------------------------------------------------------
+# weights.npz layout: the key, shape and kind of every tensor, derived from the spec.
+# kind "code": integer codes; "acc": int32 bias codes at the scale s_in * s_w;
+# "scale": float32 scale (shape () per tensor, (channels,) per channel); "table": int32 LUT;
+# "float": float32 (float bundles only).
+#
+# State layout per layer: s = [Re x; Im x], shape (B, H, 2P). A and B are (H, 2, P) with
+# [:, 0] the real and [:, 1] the imaginary part. C is the real output row [2Re(C A), -2Im(C A)]
+# of shape (H, 2P); D is 2Re(C B) + D of shape (H,).
+# ---------------------------------------------------------------------------------------------
+
+def layer_key(i: int, name: str) -> str:
+    return f"l{i}.{name}"
+
+
+def _scale_shape(q: QuantSpec, channels: int) -> tuple:
+    return (channels,) if q.per_channel else ()
+
+
+def weight_shapes(spec: Spec) -> dict:
+    """{key: (shape, kind)} of every tensor a bundle's weights.npz must hold."""
+    m, q = spec.model, spec.quant
+    F, H, K = m.d_input, m.d_model, m.n_classes
+    integer = q.integer
+    if not integer and q.any_enabled:
+        raise SpecError("spec.quant: a bundle is either float (no group quantized) or integer "
+                        "(every group but dt quantized)")
+    out: dict = {}
+
+    def lin(prefix: str, n_out: int, n_in: int) -> None:
+        if integer:
+            out[f"{prefix}.w"] = ((n_out, n_in), "code")
+            out[f"{prefix}.w.scale"] = (_scale_shape(q.weights, n_out), "scale")
+            out[f"{prefix}.b"] = ((n_out,), "acc")
+            out[f"{prefix}.out.scale"] = ((), "scale")
+        else:
+            out[f"{prefix}.w"] = ((n_out, n_in), "float")
+            out[f"{prefix}.b"] = ((n_out,), "float")
+
+    if integer:
+        out["in.scale"] = ((), "scale")
+    lin("enc", H, F)
+    for i, P in enumerate(m.layer_modes):
+        k = lambda name, i=i: layer_key(i, name)  # noqa: E731
+        shapes = {"A": (H, 2, P), "B": (H, 2, P), "C": (H, 2 * P), "D": (H,)}
+        for name, shp in shapes.items():
+            if integer:
+                out[k(name)] = (shp, "code")
+                out[k(name + ".scale")] = (_scale_shape(getattr(q, name), H), "scale")
+            else:
+                out[k(name)] = (shp, "float")
+        lin(k("mix"), 2 * H, H)
+        if integer:
+            out[k("state.scale")] = (_scale_shape(q.state, H), "scale")
+            out[k("y.scale")] = ((), "scale")
+            out[k("gelu.table")] = ((2**q.adc.bits,), "table")
+            out[k("gelu.scale")] = ((), "scale")
+            out[k("sig.table")] = ((2**q.act.bits,), "table")
+            out[k("glu.scale")] = ((), "scale")
+            out[k("res.scale")] = ((), "scale")
+    if integer:
+        out["dec.w"] = ((K, H), "code")
+        out["dec.w.scale"] = (_scale_shape(q.weights, K), "scale")
+        out["dec.b"] = ((K,), "acc")
+    else:
+        out["dec.w"] = ((K, H), "float")
+        out["dec.b"] = ((K,), "float")
+    return out
