@@ -166,6 +166,8 @@ def build_crossbar(spec: Spec, weights: dict, cfg: CrossbarConfig,
     if not spec.quant.integer:
         raise SpecError("spec.quant: crossbar tables need an integer bundle (every group but dt "
                         "quantized)")
+    if not cfg.layers:
+        raise SpecError("CrossbarConfig.layers: empty; name at least one of s4d, mix, enc, dec")
     R, C = cfg.array_rows, cfg.array_cols
     groups, tiles, blocks_g = [], [], {}
     for g, codes, qfs, dg in _plan(spec, weights, cfg):
@@ -250,6 +252,8 @@ def calibrate(cb: Crossbar, spec: Spec, weights: dict, calib_x: np.ndarray,
     every DAC range group and |current| of every ADC row group, times headroom."""
     from qs4d.runtime.imssa import ImssaStep, calibration_config
 
+    if not headroom > 0:
+        raise SpecError(f"calibrate: headroom must be > 0, got {headroom}")
     x = np.asarray(calib_x, np.float32)  # (T, B, F)
     if x.ndim != 3 or x.shape[2] != spec.model.d_input:
         raise SpecError(f"calib_x: expected shape (T, B, {spec.model.d_input}), got {x.shape}")

@@ -30,8 +30,7 @@ KINDS = ("zero", "A", "B", "C", "D", "W")  # cell_kind codes 0..5
 KIND = {k: i for i, k in enumerate(KINDS)}
 # tables.npz: name -> (axes, dtype); n arrays, r array rows, c array cols
 TABLES = {
-    "G_plus": ("nrc", np.float32), "G_minus": ("nrc", np.float32),
-    "cell_kind": ("nrc", np.int8),
+    "G_plus": ("nrc", np.float32), "G_minus": ("nrc", np.float32), "cell_kind": ("nrc", np.int8),
     "col_signal": ("nc", np.int32), "col_gain": ("nc", np.float64), "dac_fs": ("nc", np.float64),
     "row_output": ("nr", np.int32), "row_gain": ("nr", np.float64), "adc_fs": ("nr", np.float64),
 }
@@ -50,9 +49,7 @@ def s4d_kinds(P: int) -> np.ndarray:
     p = np.arange(P)  # (P,)
     for r, c in ((p, p), (p, P + p), (P + p, p), (P + p, P + p)):
         k[r, c] = KIND["A"]
-    k[: 2 * P, 2 * P] = KIND["B"]
-    k[2 * P, : 2 * P] = KIND["C"]
-    k[2 * P, 2 * P + 1] = KIND["D"]
+    k[: 2 * P, 2 * P], k[2 * P, : 2 * P], k[2 * P, 2 * P + 1] = KIND["B"], KIND["C"], KIND["D"]
     return k
 
 
@@ -115,10 +112,8 @@ def expand(man: dict) -> dict:
     n, R, C = a["count"], a["rows"], a["cols"]
     out = {"cell_kind": np.zeros((n, R, C), np.int8),  # (n, R, C)
            "col_signal": np.full((n, C), -1, np.int32), "row_output": np.full((n, R), -1, np.int32)}
-    for k in ("col_gain", "dac_fs"):
-        out[k] = np.zeros((n, C))  # (n, C)
-    for k in ("row_gain", "adc_fs"):
-        out[k] = np.zeros((n, R))  # (n, R)
+    for k, m in (("col_gain", C), ("dac_fs", C), ("row_gain", R), ("adc_fs", R)):
+        out[k] = np.zeros((n, m))  # (n, C) or (n, R)
     groups = {g["name"]: g for g in man["groups"]}
     cache: dict = {}
     for t in man["tiles"]:
@@ -158,11 +153,16 @@ def level_steps(man: dict, cell_kind: np.ndarray, levels: int) -> np.ndarray:
     step = np.full(cell_kind.shape, span)  # (n, R, C)
     groups = {g["name"]: g for g in man["groups"]}
     for t in man["tiles"]:
-        lut = np.full(len(KINDS), span)  # (kinds,)
-        for k, v in groups[t["group"]]["delta_g"].items():
-            lut[KIND[k]] = v
-        step[t["array"]] = lut[cell_kind[t["array"]]]
+        step[t["array"]] = _delta_lut(groups[t["group"]], span)[cell_kind[t["array"]]]
     return step
+
+
+def _delta_lut(g: dict, default: float) -> np.ndarray:
+    """delta_g of a group indexed by cell kind (kinds,); `default` for kinds it lacks."""
+    lut = np.full(len(KINDS), default)  # (kinds,)
+    for k, v in g["delta_g"].items():
+        lut[KIND[k]] = v
+    return lut
 
 
 def level_index(G: np.ndarray, g_min: float, step: np.ndarray) -> np.ndarray:
@@ -185,10 +185,7 @@ def decode_codes(cb: Crossbar, levels: int | None = None) -> dict:
     k = level_index(tb["G_plus"], man["g_min"], step) - level_index(tb["G_minus"], man["g_min"], step)
     out = {}
     for g in man["groups"]:
-        kinds = block_layout(g)[0]  # (r, c)
-        lut = np.ones(len(KINDS))  # (kinds,)
-        for kind, v in g["delta_g"].items():
-            lut[KIND[kind]] = v
+        kinds, lut = block_layout(g)[0], _delta_lut(g, 1.0)  # (r, c) (kinds,)
         M = np.zeros((2, g["blocks"], *kinds.shape))  # (2, n_blk, r, c) level diff, step
         for t in cb.tiles(g["name"]):
             for pl in t["placements"]:
@@ -259,6 +256,13 @@ def _need(d, key: str, where: str, kind=None):
     return v
 
 
+def _pair(d: dict, key: str, where: str) -> list:
+    v = _need(d, key, where, list)
+    if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise CrossbarError(f"{where}.{key}: expected two integers, got {v!r}")
+    return v
+
+
 def _vector_lengths(g: dict) -> dict:
     """Expected length of every compact gain / full-scale list of a group."""
     if g["kind"] == "s4d":
@@ -279,7 +283,7 @@ def _check_group(g: dict, n: int, w: str) -> None:
     a0, a1 = _need(g, "arrays", w, list)
     if not 0 <= a0 < a1 <= n:
         raise CrossbarError(f"{w}.arrays: need 0 <= first < end <= {n}, got {[a0, a1]}")
-    if g["kind"] == "s4d" and shape != [2 * g["modes"] + 1, 2 * g["modes"] + 2]:
+    if g["kind"] == "s4d" and shape != [2 * _need(g, "modes", w, int) + 1, 2 * g["modes"] + 2]:
         raise CrossbarError(f"{w}.block_shape: {shape} does not fit modes {g['modes']}")
     if g["kind"] == "linear" and blocks != 1:
         raise CrossbarError(f"{w}.blocks: a linear group has 1 block, got {blocks}")
@@ -295,7 +299,9 @@ def _check_group(g: dict, n: int, w: str) -> None:
 
 
 def _check_top(man: dict, w: str) -> None:
-    if _need({"m": man}, "m", w, dict).get("format") != FORMAT:
+    if not isinstance(man, dict):
+        raise CrossbarError(f"{w}: expected a JSON object, got {type(man).__name__}")
+    if man.get("format") != FORMAT:
         raise CrossbarError(f"{w}.format: expected {FORMAT!r}, got {man.get('format')!r}")
     if man.get("version") != VERSION:
         raise CrossbarError(f"{w}.version: this qs4d reads {VERSION}, got {man.get('version')!r}")
@@ -350,7 +356,8 @@ def _check_placements(man: dict, w: str) -> None:
         rows_used, cols_used, cells = np.zeros(a["rows"], bool), np.zeros(a["cols"], bool), 0
         for j, pl in enumerate(_need(t, "placements", wt, list)):
             wp = f"{wt}.placements[{j}]"
-            b, (r0, r1), (c0, c1), (ar, ac) = (_need(pl, k, wp) for k in ("block", "rows", "cols", "at"))
+            b = _need(pl, "block", wp, int)
+            (r0, r1), (c0, c1), (ar, ac) = (_pair(pl, k, wp) for k in ("rows", "cols", "at"))
             (br, bc), h, wd = g["block_shape"], r1 - r0, c1 - c0
             if not (0 <= b < g["blocks"] and 0 <= r0 < r1 <= br and 0 <= c0 < c1 <= bc):
                 raise CrossbarError(f"{wp}: block {b} rows {[r0, r1]} cols {[c0, c1]} leave "

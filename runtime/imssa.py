@@ -12,6 +12,7 @@ Everything else (GELU, GLU, residual, biases, unmapped layers) runs digitally in
 exactly like FloatStep. Non-idealities: level quantization and programming noise once per
 programming (seeded), drift G(t) = G_prog (t / t0)^-nu, read noise per device per read,
 DAC/ADC bits with clipping. In ideal mode the result equals FloatStep up to float rounding.
+The analog path computes in float64; the state and every digital tensor are float32.
 """
 
 from __future__ import annotations
@@ -132,14 +133,17 @@ class ImssaStep:
             if g is not None and (g["modes"], g["blocks"]) != (P, m.d_model):
                 raise ValueError(f"crossbar group {g['name']}: P={g['modes']}, H={g['blocks']} "
                                  f"but the spec has P={P}, H={m.d_model}")
-        if man["levels"] == 0:
-            codes = decode_codes(self.cb)
-            for name in self.mapped:
-                for key in self.cb.groups[name]["keys"].values():
-                    want = np.asarray(weights[key], np.float64)
-                    if codes[key].shape != want.shape or np.any(codes[key] != want):
-                        raise ValueError(f"crossbar group {name}: the conductances do not hold "
-                                         f"weights[{key!r}] (tables built from other weights)")
+        if cfg.drift_nu > 0 and not cfg.drift_t0 > 0:
+            raise ValueError(f"CrossbarConfig.drift_t0: must be > 0 with drift, got {cfg.drift_t0}")
+        codes = decode_codes(self.cb)
+        for name in self.mapped:
+            g = self.cb.groups[name]
+            for kind, key in g["keys"].items():
+                want = np.asarray(weights[key], np.float64)
+                if codes[key].shape != want.shape or not (
+                        np.abs(codes[key] - want).max() <= g["level_error"][kind] + 1e-9):
+                    raise ValueError(f"crossbar group {name}: the conductances do not hold "
+                                     f"weights[{key!r}] (tables built from other weights?)")
 
     # ------------------------------------------------------------- devices
     def reprogram(self, seed: int) -> None:
@@ -195,14 +199,15 @@ class ImssaStep:
         return convert(pad[:, rt.col_idx], rt.dac_fs, self.cfg.dac_bits) * rt.col_gain  # (B, n, C)
 
     def read(self, group: str, V: np.ndarray) -> np.ndarray:
-        """Row currents (B, n, R) in uA: every stream is one read of every array of the group;
-        read noise of G+ and G- together is N(0, 2 sigma_read^2 span^2) per cell."""
+        """Row currents (B, n, R) in uA; every stream is one read of every array of the group.
+        Read noise is N(0, sigma_read * span) on G+ and on G- of every cell, fresh per read, so
+        a row's current noise is exactly N(0, 2 (sigma_read span)^2 |V|^2), sampled per row."""
         rt = self.routes[group]
         I = np.einsum("nrc,bnc->bnr", self._gdiff[rt.arrays], V) * self.drift()  # (B, n, R)
         if self.cfg.sigma_read > 0:
             sd = np.sqrt(2.0) * self.cfg.sigma_read * self._span
-            noise = self._read_rng.normal(0.0, sd, (len(V), *self._gdiff[rt.arrays].shape))
-            I = I + np.einsum("bnrc,bnc->bnr", noise, V)  # (B, n, R)
+            vnorm = np.linalg.norm(V, axis=2, keepdims=True)  # (B, n, 1)
+            I = I + self._read_rng.normal(0.0, sd, I.shape) * vnorm  # (B, n, R)
         return I
 
     def adc(self, group: str, I: np.ndarray) -> np.ndarray:

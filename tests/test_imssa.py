@@ -157,10 +157,16 @@ def test_levels_at_programming(model):
     spec, w = model
     cfg = CrossbarConfig(array_rows=64, array_cols=64, levels=8)
     sim = ImssaStep(spec, w, build_crossbar(spec, w, cfg.replace(levels=0)), cfg)
-    gp = sim.conductances("l0.s4d")[0]
-    k = (gp - cfg.g_min) / ((cfg.g_max - cfg.g_min) / 7)
-    np.testing.assert_allclose(k, np.rint(k), atol=1e-9)
-    assert np.unique(np.rint(k)).size <= 8
+    lossy = ImssaStep(spec, w, build_crossbar(spec, w, cfg), cfg)  # tables built on 8 levels
+    for s in (sim, lossy):
+        gp = s.conductances("l0.s4d")[0]
+        k = (gp - cfg.g_min) / ((cfg.g_max - cfg.g_min) / 7)
+        np.testing.assert_allclose(k, np.rint(k), atol=1e-9)
+        assert np.unique(np.rint(k)).size == 8
+    np.testing.assert_allclose(lossy.conductances("l1.s4d")[0], sim.conductances("l1.s4d")[0])
+    x = calib(spec, T=30, B=2)
+    y_ref = run(FloatStep(spec, dequantize_weights(spec, w)), x)[0]
+    assert 1e-4 < rel(run(lossy, x)[0], y_ref) < 0.1  # lossy (2e-2 measured), same model
 
 
 # ------------------------------------------------------------------ (c) converters
