@@ -203,7 +203,8 @@ class ImssaStep:
         Read noise is N(0, sigma_read * span) on G+ and on G- of every cell, fresh per read, so
         a row's current noise is exactly N(0, 2 (sigma_read span)^2 |V|^2), sampled per row."""
         rt = self.routes[group]
-        I = np.einsum("nrc,bnc->bnr", self._gdiff[rt.arrays], V) * self.drift()  # (B, n, R)
+        I = np.einsum("nrc,bnc->bnr", self._gdiff[rt.arrays], V, optimize=True)  # (B, n, R)
+        I *= self.drift()
         if self.cfg.sigma_read > 0:
             sd = np.sqrt(2.0) * self.cfg.sigma_read * self._span
             vnorm = np.linalg.norm(V, axis=2, keepdims=True)  # (B, n, 1)
