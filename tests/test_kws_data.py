@@ -124,6 +124,14 @@ def test_real_speaker_split_only_in_testing(built):
     assert all("allison" in r or r.startswith("_silence_/moh-") for r in real)
 
 
+@needs_allison
+def test_prompts_skip_tones_and_digit_homophones():
+    en = kws_build.SPEAKERS[0]
+    rels = {f.relative_to(en.path).as_posix() for f in kws_build.short_prompts(en, 0)}
+    assert len(rels) > 100 and not rels & (kws_build.SKIP | kws_build.SKIP_EN)
+    assert {"digits/20.wav", "letters/a.wav"} <= rels  # "twenty", "a": fair hard negatives
+
+
 @needs_espeak
 def test_silence_clips_are_quiet(built):
     for p in (built / "_silence_").glob("*.wav"):
