@@ -1,4 +1,4 @@
-"""The S4D classifier: encoder, blocks (S4D -> GELU -> [BatchNorm] -> Linear -> GLU, residual),
+"""The S4D classifier: encoder, blocks (S4D -> GELU -> Linear -> [BatchNorm] -> GLU, residual),
 decoder; per-step logits, pooled over the sequence for training.
 
 Glossary: B batch, L sequence length, F input features, H width, P modes, K classes.
@@ -25,7 +25,7 @@ class Block(nn.Module):
         super().__init__()
         H = cfg.d_model
         self.s4d = S4D(H, P, cfg.init, cfg.dt_min, cfg.dt_max, seed=seed)
-        self.norm = nn.BatchNorm1d(H) if cfg.norm == "batch" else None
+        self.norm = nn.BatchNorm1d(2 * H) if cfg.norm == "batch" else None
         self.mix = nn.Linear(H, 2 * H)
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -37,10 +37,10 @@ class Block(nn.Module):
         else:
             y, states = self.s4d(u), None  # (B, L, H)
         g = self.drop(Fn.gelu(y))  # (B, L, H)
-        if self.norm is not None:
-            g = self.norm(g.transpose(1, 2)).transpose(1, 2)  # (B, L, H)
         w = self.mix.weight if noise is None else noise(self.mix.weight)
         z = Fn.linear(g, w, self.mix.bias)  # (B, L, 2H)
+        if self.norm is not None:
+            z = self.norm(z.transpose(1, 2)).transpose(1, 2)  # (B, L, 2H)
         o = Fn.glu(z, dim=-1)  # (B, L, H)
         r = u + self.drop(o)  # (B, L, H)
         if trace is not None:
@@ -50,14 +50,16 @@ class Block(nn.Module):
 
     @torch.no_grad()
     def fold_norm(self) -> None:
-        """Fold eval-mode BatchNorm into the mixing layer: W diag(a), b + W c."""
+        """Fold eval-mode BatchNorm into the mixing layer's rows: diag(a) W, a (b - mu) + beta.
+
+        Per output row, so per-channel weight scales absorb it without loss of range.
+        """
         if self.norm is None:
             return
         bn = self.norm
-        a = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (H,)
-        c = bn.bias - bn.running_mean * a  # (H,)
-        self.mix.bias.add_(self.mix.weight @ c)
-        self.mix.weight.mul_(a[None, :])
+        a = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (2H,)
+        self.mix.weight.mul_(a[:, None])
+        self.mix.bias.copy_(a * (self.mix.bias - bn.running_mean) + bn.bias)
         self.norm = None
 
 

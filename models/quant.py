@@ -69,7 +69,8 @@ def int_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, bound: 
 
 
 class Quantizer(nn.Module):
-    """A symmetric quantizer of one tensor point: its scale is calibrated, then learned (LSQ).
+    """A symmetric quantizer of one tensor point: its scale is calibrated, then learned (LSQ,
+    in the log domain).
 
     `channels` > 1 and spec.per_channel give one scale per channel along `axis`.
     """
@@ -81,15 +82,18 @@ class Quantizer(nn.Module):
         self.spec, self.axis = spec, axis
         self.qmin, self.qmax = qrange(spec.bits, spec.narrow)
         shape = (channels,) if spec.per_channel else ()
-        self.raw = nn.Parameter(torch.ones(shape), requires_grad=learn)
+        self.raw = nn.Parameter(torch.zeros(shape), requires_grad=learn)  # log(scale)
 
     @property
     def per_channel(self) -> bool:
         return self.raw.dim() == 1
 
     def scale(self) -> torch.Tensor:
-        """The scale (> 0) used in forward and exported; same float32 value in both."""
-        return self.raw.abs().clamp_min(1e-12)
+        """The scale exp(raw) > 0 used in forward and exported; the same float32 value in both.
+
+        Learned in the log domain, so an optimizer step changes it by a relative amount.
+        """
+        return torch.exp(self.raw)
 
     def scale_for(self, x: torch.Tensor) -> torch.Tensor:
         """The scale reshaped to broadcast along `axis` of x."""
@@ -127,7 +131,7 @@ class Quantizer(nn.Module):
         if self.spec.ternary and method != "mse":
             r = 1.4 * a.mean(dim=1) * self.qmax  # TWN: threshold 0.7 mean|w| = scale / 2
         s = (r / self.qmax).clamp_min(1e-8)
-        self.raw.copy_(s if self.per_channel else s[0])
+        self.raw.copy_(torch.log(s if self.per_channel else s[0]))
 
     def _mse_range(self, x: torch.Tensor) -> torch.Tensor:
         """Per row, the clipping range among 100 candidates that minimizes the squared error."""

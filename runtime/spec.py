@@ -317,6 +317,39 @@ class CrossbarConfig(_Config):
 
 
 @dataclass(frozen=True)
+class TrainConfig(_Config):
+    """A training recipe: float convolution-mode pre-training, optional mode pruning, then
+    recurrent-mode QAT fine-tuning (or PTQ: calibration only)."""
+
+    task: str = "toy"  # "toy", "kws", "ecg"
+    data: str = ""  # data set directory (kws, ecg)
+    seed: int = 0
+    batch_size: int = 64
+    epochs_float: int = 10
+    epochs_prune: int = 0
+    epochs_qat: int = 3
+    lr: float = 3e-3
+    lr_ssm: float = 1e-3  # A, dt: lower rate, no weight decay (S4 practice)
+    lr_qat: float = 5e-4
+    weight_decay: float = 0.01
+    noise_std: float = 0.0  # relative Gaussian weight noise during training
+    prune_keep: int = 0  # modes kept per channel after pruning; 0 = no pruning
+    ptq: bool = False  # calibrate the quantizers, no QAT training
+    calib_batches: int = 4
+    max_train: int = 0  # cap on training examples (0 = all)
+    label_smoothing: float = 0.0
+
+    def __post_init__(self):
+        if self.task not in ("toy", "kws", "ecg"):
+            raise SpecError(f"TrainConfig.task: 'toy', 'kws' or 'ecg', got {self.task!r}")
+        if self.batch_size < 1:
+            raise SpecError(f"TrainConfig.batch_size: must be >= 1, got {self.batch_size}")
+        for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train"):
+            if getattr(self, name) < 0:
+                raise SpecError(f"TrainConfig.{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class Spec(_Config):
     """Everything `spec.json` holds."""
 
