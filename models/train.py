@@ -138,7 +138,7 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
             opt.load_state_dict(opt_state)
         steps = max(1, epochs[phase] * math.ceil(len(task.train[0]) / tcfg.batch_size))
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+            opt, lambda s, n=steps: 0.5 * (1 + math.cos(math.pi * min(1.0, s / n))))
         for _ in range(start_epoch * math.ceil(len(task.train[0]) / tcfg.batch_size)):
             sched.step()
         gen = torch.Generator().manual_seed(tcfg.seed + 7919 * PHASES.index(phase))

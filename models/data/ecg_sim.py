@@ -31,7 +31,7 @@ from qs4d.runtime.ecg import AAMI_CLASSES
 FS = 360
 LEAD_ANGLE = 60.0  # MLII axis (degrees)
 PROFILES = ("normal", "atrial", "ventricular", "fusion", "paced")
-PROFILE_WEIGHTS = (0.30, 0.25, 0.25, 0.12, 0.08)
+PROFILE_WEIGHTS = (0.25, 0.28, 0.27, 0.12, 0.08)
 SYMBOLS = ("N", "A", "V", "F", "/")  # MIT-BIH beat symbol written for each AAMI class
 RHYTHMS = ("(N", "(B", "(T", "(SVTA", "(VT", "(P")  # MIT-BIH rhythm notes, indexed by code
 KIND_P, KIND_QRS, KIND_T, KIND_SPIKE = 0, 1, 2, 3
@@ -126,14 +126,15 @@ def _profile_rates(rng: np.random.Generator, profile: str) -> tuple[tuple, tuple
     """(isolated S, V, F), (bigeminy, trigeminy, S run, V run) per beat, episode class."""
     u = rng.uniform
     if profile == "atrial":
-        return (u(0.08, 0.25), u(0, 0.01), 0.0), (u(0.002, 0.008), u(0, 0.004), u(0.002, 0.01), 0.0), S_
+        return (u(0.25, 0.55), u(0, 0.01), 0.0), (u(0.004, 0.012), u(0, 0.006), u(0.004, 0.012),
+                                                 0.0), S_
     if profile == "ventricular":
-        return (u(0, 0.03), u(0.06, 0.2), u(0, 0.03)), (u(0.003, 0.01), u(0.002, 0.008), 0.0,
-                                                         u(0, 0.004)), V_
+        return (u(0, 0.03), u(0.2, 0.45), u(0.03, 0.08)), (u(0.005, 0.015), u(0.004, 0.012), 0.0,
+                                                            u(0, 0.004)), V_
     if profile == "fusion":
-        return (u(0, 0.01), u(0.1, 0.25), u(0.25, 0.45)), (u(0, 0.004), 0.0, 0.0, u(0, 0.002)), V_
+        return (u(0, 0.01), u(0.2, 0.35), u(0.45, 0.65)), (u(0, 0.004), 0.0, 0.0, u(0, 0.002)), V_
     if profile == "paced":
-        return (0.0, u(0, 0.04), 0.0), (0.0, 0.0, 0.0, 0.0), V_
+        return (0.0, u(0.02, 0.08), 0.0), (0.0, 0.0, 0.0, 0.0), V_
     return (u(0, 0.01), u(0, 0.01), 0.0), (0.0, 0.0, 0.0, 0.0), V_
 
 
@@ -151,7 +152,7 @@ def make_subject(index: int, profile: str, seed: int) -> Subject:
     pace_rr = u(0.8, 1.0) if profile == "paced" else 0.0
     q_wave = (_wide_template(rng, abs(gain), _direction(rng, -75, 20, 0.4),
                              rng.choice([-1, 1]) * u(0.6, 2.0)) if pace_rr else np.zeros((0, 4)))
-    rr0 = pace_rr * u(0.97, 1.12) if pace_rr else 60.0 / float(np.clip(rng.normal(75, 12), 52, 105))
+    rr0 = pace_rr * u(0.9, 1.05) if pace_rr else 60.0 / float(np.clip(rng.normal(75, 12), 52, 105))
     mains = u(0.0, 0.03) if rng.random() < 0.6 else 0.0
     noise = (u(0.03, 0.3), float(np.exp(rng.normal(np.log(0.012), 0.6))), mains,
              float(rng.choice([50.0, 60.0])), u(0.0, 1.5))
@@ -275,6 +276,7 @@ def _beat_waves(subj: Subject, rng: np.random.Generator, t: np.ndarray, k: np.nd
             n, v = subj.n_wave.copy(), subj.v_waves[0].copy()
             n[n[:, 3] != KIND_P, 0] *= 1 - a
             v[:, 0] *= a
+            v[:, 1] -= rng.uniform(0.01, 0.03)  # the ventricular wavefront starts first
             w = np.concatenate([n, v])
         else:
             w = subj.n_wave.copy()

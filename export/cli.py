@@ -1,0 +1,97 @@
+"""`qs4d export CHECKPOINT --out BUNDLE`: checkpoint -> bundle.
+
+Integer (QAT or PTQ) checkpoints get the integer `step.onnx`, the float `step_float.onnx`
+(dequantized weights, for comparison) and `crossbar/` tables with DAC/ADC ranges calibrated on
+data. Float checkpoints get `step.onnx` = `step_float.onnx` semantics (float graph) and no
+crossbar tables (there are no codes to program).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from qs4d.runtime.reference import dequantize_weights
+from qs4d.runtime.spec import CrossbarConfig, Spec
+
+from .bundle import write_bundle
+from .onnx_step import float_model, integer_model
+from .weights import model_weights
+
+
+def make_spec(model, frontend, labels, metrics: dict, name: str = "") -> Spec:
+    from qs4d.runtime.spec import QuantConfig
+
+    cfg = model.cfg.replace(norm="none")  # BatchNorm is folded into the weights
+    quant = model.qcfg if model.quant is not None else QuantConfig()
+    return Spec(model=cfg, quant=quant, frontend=frontend, labels=tuple(labels),
+                metrics=dict(metrics), name=name)
+
+
+def export_model(model, out: str | Path, *, frontend, labels, metrics: dict | None = None,
+                 name: str = "", calib_x: np.ndarray | None = None,
+                 crossbar: CrossbarConfig | None = None, card: str | None = None) -> Path:
+    """Write the bundle of a trained model. calib_x (T, B, F) calibrates the DAC/ADC ranges."""
+    spec = make_spec(model, frontend, labels, metrics or {}, name)
+    w = model_weights(model)
+    xbar = None
+    if spec.quant.integer:
+        wf = dequantize_weights(spec, w)
+        onnx_int, onnx_f = integer_model(spec, w), float_model(spec, wf)
+        from .crossbar import build_crossbar
+
+        xbar = build_crossbar(spec, w, crossbar or CrossbarConfig(), calib_x)
+    else:
+        onnx_int = onnx_f = float_model(spec, w)
+    for m in (onnx_int, onnx_f):
+        onnx.checker.check_model(m, full_check=True)
+    return write_bundle(out, spec, w, onnx_int=onnx_int.SerializeToString(),
+                        onnx_float=onnx_f.SerializeToString(), crossbar=xbar, card=card)
+
+
+def calibration_inputs(ckpt: dict, n: int, seed: int = 0) -> np.ndarray:
+    """(T, B, F) features of n training examples of the checkpoint's task."""
+    import torch
+
+    from qs4d.models.tasks import load_task
+
+    task = load_task(ckpt["train_cfg"])
+    X = task.train[0]
+    idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:n]
+    return X[idx].numpy().transpose(1, 0, 2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qs4d export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--name", default="", help="model name recorded in spec.json")
+    p.add_argument("--calib", type=int, default=16, help="examples for DAC/ADC calibration")
+    p.add_argument("--array", type=int, default=128, help="crossbar array size (rows = cols)")
+    p.add_argument("--levels", type=int, default=0, help="device levels (0 = exact)")
+    p.add_argument("--g-min", type=float, default=1.0, help="minimum conductance, uS")
+    p.add_argument("--g-max", type=float, default=40.0, help="maximum conductance, uS")
+    p.add_argument("--card", help="markdown model card to copy into the bundle as README.md")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from qs4d.models import checkpoint
+
+    args = build_parser().parse_args(argv)
+    model, ckpt = checkpoint.load(args.checkpoint)
+    model.eval()
+    xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
+                          array_rows=args.array, array_cols=args.array)
+    calib = calibration_inputs(ckpt, args.calib) if model.quant is not None else None
+    card = Path(args.card).read_text() if args.card else None
+    out = export_model(model, args.out, frontend=ckpt["frontend_cfg"], labels=ckpt["labels"],
+                       metrics=ckpt["metrics"], name=args.name, calib_x=calib, crossbar=xcfg,
+                       card=card)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,92 @@
+"""A small ONNX graph builder: constants, nodes with readable names, and the integer idioms of
+DESIGN section 3 (quantize, requantize with saturation before every narrowing cast, lookup)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8  # readable by every onnxruntime >= 1.14
+
+
+class Graph:
+    def __init__(self, name: str):
+        self.name = name
+        self.nodes: list = []
+        self.inits: list = []
+        self.inputs: list = []
+        self.outputs: list = []
+        self._n = 0
+        self._consts: dict = {}
+
+    def fresh(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value, dtype=None, name: str | None = None) -> str:
+        a = np.asarray(value, dtype=dtype)
+        key = (a.dtype.str, a.shape, a.tobytes()) if a.size <= 64 else None
+        if key is not None and key in self._consts and name is None:
+            return self._consts[key]
+        cname = name or self.fresh("c")
+        self.inits.append(numpy_helper.from_array(a, cname))
+        if key is not None and name is None:
+            self._consts[key] = cname
+        return cname
+
+    def op(self, op_type: str, *inputs: str, name: str | None = None, **attrs) -> str:
+        out = self.fresh(name or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def input(self, name: str, elem_type: int, shape: list) -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
+        return name
+
+    def output(self, value: str, name: str, elem_type: int, shape: list) -> None:
+        self.nodes.append(helper.make_node("Identity", [value], [name], name=f"out_{name}"))
+        self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
+
+    def model(self, metadata: dict) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="qs4d")
+        m.ir_version = IR_VERSION
+        for k, v in metadata.items():
+            m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+        return m
+
+    # -- integer idioms ------------------------------------------------------------------------
+    def quantize(self, x: str, scale, qmin: int, qmax: int, itype: int) -> str:
+        """clip(rint(x / scale)) as integers: Div, Round (half to even), Clip, Cast."""
+        q = self.op("Round", self.op("Div", x, self.const(scale, np.float32)))
+        return self.op("Cast", self.clip_f(q, qmin, qmax), to=itype)
+
+    def clip_f(self, x: str, lo: float, hi: float) -> str:
+        return self.op("Clip", x, self.const(lo, np.float32), self.const(hi, np.float32))
+
+    def requantize(self, terms: list, qmin: int, qmax: int, itype: int, hint: str) -> str:
+        """clip(rint(sum float32(acc_i) * m_i)) -> integer; saturate before the narrowing cast."""
+        total = None
+        for acc, m in terms:
+            t = self.op("Mul", self.op("Cast", acc, to=TensorProto.FLOAT),
+                        self.const(m, np.float32), name=f"{hint}_scale")
+            total = t if total is None else self.op("Add", total, t, name=f"{hint}_sum")
+        r = self.op("Round", total, name=f"{hint}_round")
+        return self.op("Cast", self.clip_f(r, qmin, qmax), to=itype, name=hint)
+
+    def lookup(self, table: np.ndarray, codes: str, qmin: int, itype: int, hint: str) -> str:
+        """table[codes - qmin]: an ONNX Gather over the input code."""
+        idx = self.op("Sub", codes, self.const(qmin, _np_dtype(itype)))
+        return self.op("Gather", self.const(table.astype(_np_dtype(itype)), name=f"{hint}_table"),
+                       idx, axis=0, name=hint)
+
+
+def _np_dtype(itype: int):
+    return {TensorProto.INT32: np.int32, TensorProto.INT64: np.int64}[itype]
+
+
+def np_dtype(itype: int):
+    return _np_dtype(itype)

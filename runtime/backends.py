@@ -1,0 +1,84 @@
+"""Executors of one streaming step: `numpy` (reference), `onnx` (ONNX Runtime), `imssa`
+(simulated crossbar). Each has `init_state(batch) -> list` and
+`__call__(x (B, F) float32, state) -> (logits (B, K) float32, new_state)`.
+
+Glossary: B batch/streams, F features, K classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bundle import Bundle, BundleError
+from .reference import FloatStep, IntegerStep, dequantize_weights
+from .spec import ONNX_FILE, ONNX_FLOAT_FILE, CrossbarConfig
+
+BACKENDS = ("onnx", "imssa", "numpy")
+
+
+def session_options(threads: int = 1):
+    """ONNX Runtime options that make one small step fast: one thread, no spinning,
+    sequential execution, all graph optimizations."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxStep:
+    """ONNX Runtime on CPU over `step.onnx` (integer) or `step_float.onnx`."""
+
+    def __init__(self, bundle: Bundle, float_graph: bool = False, threads: int = 1):
+        import onnxruntime as ort
+
+        name = ONNX_FLOAT_FILE if float_graph or not bundle.spec.quant.integer else ONNX_FILE
+        path = bundle.file(name)
+        try:
+            self.sess = ort.InferenceSession(path.read_bytes(), session_options(threads),
+                                             providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"{path}: ONNX Runtime refused the graph ({e})") from e
+        self.spec = bundle.spec
+        self.n_layers = bundle.spec.model.n_layers
+        ins = {i.name: i for i in self.sess.get_inputs()}
+        want = {"x"} | {f"state_{i}" for i in range(self.n_layers)}
+        if set(ins) != want:
+            raise BundleError(f"{path}: graph inputs {sorted(ins)}, expected {sorted(want)}")
+        self.state_dtype = np.int32 if ins["state_0"].type == "tensor(int32)" else np.float32
+        self.out_names = ["y"] + [f"new_state_{i}" for i in range(self.n_layers)]
+        self.in_names = [f"state_{i}" for i in range(self.n_layers)]
+
+    def init_state(self, batch: int) -> list:
+        H = self.spec.model.d_model
+        return [np.zeros((batch, H, 2 * P), self.state_dtype) for P in self.spec.model.layer_modes]
+
+    def __call__(self, x: np.ndarray, state: list):
+        feeds = dict(zip(self.in_names, state))
+        feeds["x"] = np.ascontiguousarray(x, dtype=np.float32)
+        y, *new_state = self.sess.run(self.out_names, feeds)
+        return y, new_state
+
+
+def make_executor(bundle: Bundle, backend: str, crossbar: CrossbarConfig | None = None,
+                  threads: int = 1, float_graph: bool = False):
+    spec, w = bundle.spec, bundle.weights
+    if backend == "numpy":
+        if spec.quant.integer and not float_graph:
+            return IntegerStep(spec, w)
+        return FloatStep(spec, dequantize_weights(spec, w) if spec.quant.integer else w)
+    if backend == "onnx":
+        return OnnxStep(bundle, float_graph=float_graph, threads=threads)
+    if backend == "imssa":
+        from .crossbar_io import load_crossbar
+        from .imssa import ImssaStep
+
+        tables = load_crossbar(bundle.path)
+        cfg = crossbar if crossbar is not None else tables.config
+        return ImssaStep(spec, w, tables, cfg)
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
