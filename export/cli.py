@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=0, help="device levels (0 = exact)")
     p.add_argument("--g-min", type=float, default=1.0, help="minimum conductance, uS")
     p.add_argument("--g-max", type=float, default=40.0, help="maximum conductance, uS")
-    p.add_argument("--card", help="markdown model card to copy into the bundle as README.md")
+    p.add_argument("--card", help="markdown model card to use instead of the generated one")
+    p.add_argument("--command", default="", help="the command that trained it, for the card")
     return p
 
 
@@ -90,6 +91,14 @@ def main(argv: list[str]) -> int:
                           array_rows=args.array, array_cols=args.array)
     calib = calibration_inputs(ckpt, args.calib) if model.quant is not None else None
     card = Path(args.card).read_text() if args.card else None
+    if card is None:
+        from .card import model_card
+
+        spec = make_spec(model, ckpt["frontend_cfg"], ckpt["labels"], ckpt["metrics"], args.name)
+        tcfg = ckpt["train_cfg"]
+        cmd = args.command or f"qs4d train ... --out RUN && qs4d export {args.checkpoint} ..."
+        card = model_card(spec, model_weights(model), command=cmd, train=tcfg.to_dict(),
+                          data=tcfg.data or f"task {tcfg.task!r} (generated)")
     out = export_model(model, args.out, frontend=ckpt["frontend_cfg"], labels=ckpt["labels"],
                        metrics=ckpt["metrics"], name=args.name, calib_x=calib, crossbar=xcfg,
                        card=card)

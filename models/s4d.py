@@ -116,9 +116,9 @@ class S4D(nn.Module):
         mats = self.step_matrices()
         s = u.new_zeros(Bsz, H, 2 * self.P)  # (B, H, 2P)
         ys, states = [], []
-        for t in range(L):
+        for u_t in u.unbind(1):
             states.append(s)
-            y, s = self.step(u[:, t], s, mats)
+            y, s = self.step(u_t, s, mats)
             ys.append(y)
         y = torch.stack(ys, dim=1)  # (B, L, H)
         return (y, torch.stack(states, dim=1)) if return_states else y

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -156,6 +157,10 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
         start_epoch = 0
         metrics[f"{phase}_val_acc"] = evaluate(model, task.val)
         metrics[f"{phase}_test_acc"] = evaluate(model, task.test)
+        for name, split in task.extra.items():
+            metrics[f"{phase}_{name}_acc"] = evaluate(model, split)
+        checkpoint.save(out / f"{phase}.pt", model, train=tcfg, frontend=task.frontend,
+                        labels=task.labels, phase=phase, epoch=epochs[phase], metrics=metrics)
     metrics.update(final_metrics(model, task))
     metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + (time.time() - t0) / 60, 2)
     checkpoint.save(out / "final.pt", model, train=tcfg, frontend=task.frontend,
@@ -178,6 +183,13 @@ def _start(tcfg, mcfg, out: Path, resume: bool):
         model, ckpt = checkpoint.load(ck)
         log.info("resuming %s at phase %s epoch %d", ck, ckpt["phase"], ckpt["epoch"])
         return model, ckpt["phase"], ckpt["epoch"], dict(ckpt["metrics"]), ckpt["optimizer"]
+    if tcfg.init:
+        model, ckpt = checkpoint.load(tcfg.init)
+        if model.quant is not None:
+            raise ValueError(f"train.init {tcfg.init}: expected a float checkpoint")
+        log.info("starting from %s (%s phase)", tcfg.init, ckpt["phase"])
+        metrics = {k: v for k, v in ckpt["metrics"].items() if k.startswith("float")}
+        return model, "float", 0, metrics, None
     return S4DClassifier(mcfg, seed=tcfg.seed), "float", 0, {}, None
 
 
@@ -195,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
     tcfg, mcfg, qcfg = load_recipe(args.config, args.set)
     _, metrics = run(tcfg, mcfg, qcfg, Path(args.out), resume=args.resume)
     print(json.dumps(metrics, indent=2, sort_keys=True))

@@ -338,6 +338,7 @@ class TrainConfig(_Config):
     calib_batches: int = 4
     max_train: int = 0  # cap on training examples (0 = all)
     label_smoothing: float = 0.0
+    init: str = ""  # start from this checkpoint's weights (e.g. a float run's float.pt)
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):

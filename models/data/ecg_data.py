@@ -1,0 +1,148 @@
+"""Beat windows for training a streaming ECG beat classifier.
+
+A record is run once, from its first sample, through the runtime's `EcgFrontend` (causal
+band-pass, optional decimation, normalization: the device's exact features). For a beat with
+R peak at sample r, its window is the L feature rows that end at the row the runtime reads:
+
+    j_end = (r + round(decision_delay_s * fs)) // k            (BeatStream's row for the beat)
+    window = features[j_end - L + 1 : j_end + 1, 0]            L = round((context_s +
+                                                                  decision_delay_s) * fs / k)
+
+so the window sees `context_s` (default 2.5 s: the previous RR intervals) before the R peak
+and `decision_delay_s` (default 0.25 s, at most 0.3 s) after it. Beats whose window would
+start before the record or end after it are skipped. Labels are AAMI class indices in the
+order N, S, V, F, Q. Features are band-passed millivolts (gain 1 per mV, a typical QRS is
+about 1) unless the FrontendConfig carries norm_mean / norm_std, applied identically by the
+runtime.
+
+Glossary: n beats, L window length (feature rows), T feature rows of a record, k decimation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qs4d.runtime.ecg import EcgFrontend, ecg_frontend_config
+from qs4d.runtime.spec import FrontendConfig
+
+from .wfdb_io import FS, mitbih_split, read_record, record_names
+
+SPLIT_FILE = "splits.json"
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    frontend: FrontendConfig = field(default_factory=ecg_frontend_config)
+    context_s: float = 2.5
+    decision_delay_s: float = 0.25
+
+    def __post_init__(self):
+        if self.frontend.kind != "ecg":
+            raise ValueError(f"WindowConfig.frontend.kind must be 'ecg', got "
+                             f"{self.frontend.kind!r}")
+        if not 0.0 <= self.decision_delay_s <= 0.3:
+            raise ValueError(f"WindowConfig.decision_delay_s must be in [0, 0.3], got "
+                             f"{self.decision_delay_s}")
+        if not self.context_s > 0:
+            raise ValueError(f"WindowConfig.context_s must be > 0, got {self.context_s}")
+
+    @property
+    def length(self) -> int:
+        """L, feature rows per window."""
+        fs, k = self.frontend.sample_rate, self.frontend.decimate
+        return int(round((self.context_s + self.decision_delay_s) * fs / k))
+
+
+def beat_windows(features: np.ndarray, r_peaks: np.ndarray, cfg: WindowConfig):
+    """Window end rows (n',) and kept beat indices (n',) of r_peaks (n,) in features (T, 1)."""
+    fs, k = cfg.frontend.sample_rate, cfg.frontend.decimate
+    end = (np.asarray(r_peaks, np.int64) + int(round(cfg.decision_delay_s * fs))) // k  # (n,)
+    keep = np.flatnonzero((end - cfg.length + 1 >= 0) & (end < len(features)))  # (n',)
+    return end[keep], keep
+
+
+@dataclass
+class BeatWindows:
+    """Windows of many records, cut lazily from each record's features."""
+
+    cfg: WindowConfig
+    names: list  # record names
+    features: list  # per record (T_i,) float32
+    record: np.ndarray  # (n,) int64 index into names
+    end: np.ndarray  # (n,) int64 last feature row of each window
+    y: np.ndarray  # (n,) int64 AAMI class index
+    r_peak: np.ndarray  # (n,) int64 R sample of each beat
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def x(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Windows (n, L) float32 of the beats `idx` (all beats when None)."""
+        idx = np.arange(len(self.y)) if idx is None else np.asarray(idx, np.int64)
+        L = self.cfg.length
+        out = np.empty((len(idx), L), np.float32)  # (n, L)
+        for i, b in enumerate(idx):
+            e = self.end[b]
+            out[i] = self.features[self.record[b]][e - L + 1: e + 1]
+        return out
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """X (n, L) float32, y (n,) int64, record id (n,) int64 index into `names`."""
+        return self.x(), self.y.copy(), self.record.copy()
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.y, minlength=5)
+
+
+def windows_from_arrays(items: list, cfg: WindowConfig) -> BeatWindows:
+    """Windows of records given as (name, signal (L,) mV at fs, r_peaks (n,), labels (n,))."""
+    fe = EcgFrontend(cfg.frontend)
+    names, feats, rec, end, y, rp = [], [], [], [], [], []
+    for i, (name, signal, r_peaks, labels) in enumerate(items):
+        f = fe.features(signal)  # (T, 1)
+        e, keep = beat_windows(f, r_peaks, cfg)
+        names.append(name)
+        feats.append(f[:, 0])
+        rec.append(np.full(len(e), i, np.int64))
+        end.append(e)
+        y.append(np.asarray(labels, np.int64)[keep])
+        rp.append(np.asarray(r_peaks, np.int64)[keep])
+    cat = lambda a: np.concatenate(a) if a else np.zeros(0, np.int64)  # noqa: E731
+    return BeatWindows(cfg, names, feats, cat(rec), cat(end), cat(y), cat(rp))
+
+
+def split_records(data_dir: str | Path, split: str) -> list[str]:
+    """Record names of `split`: from data_dir/splits.json (train / validation / test) or,
+    for an MIT-BIH folder without one, de Chazal's 'DS1' / 'DS2' (also as 'train' / 'test')."""
+    d = Path(data_dir)
+    sf = d / SPLIT_FILE
+    if sf.exists():
+        meta = json.loads(sf.read_text())
+        if split not in meta or not isinstance(meta[split], list):
+            raise ValueError(f"{sf}: no split {split!r}; have train, validation, test")
+        return list(meta[split])
+    ds = {"train": "DS1", "test": "DS2"}.get(split, split)
+    names = mitbih_split(ds)
+    have = set(record_names(d))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise FileNotFoundError(f"{d}: MIT-BIH split {ds} needs records {missing}")
+    return list(names)
+
+
+def load_split(data_dir: str | Path, split: str, cfg: WindowConfig | None = None,
+               lead: str = "MLII") -> BeatWindows:
+    """Beat windows of every record of `split` in a WFDB folder (simulated or MIT-BIH)."""
+    cfg = cfg or WindowConfig()
+    if cfg.frontend.sample_rate != FS:
+        raise ValueError(f"load_split: records are read at {FS} Hz; the front end says "
+                         f"{cfg.frontend.sample_rate}")
+    items = []
+    for name in split_records(data_dir, split):
+        r = read_record(Path(data_dir) / name, lead=lead, fs=FS)
+        items.append((name, r.signal, r.r_peaks, r.labels))
+    return windows_from_arrays(items, cfg)
