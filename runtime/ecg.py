@@ -134,9 +134,13 @@ class RPeakDetector:
     within 360 ms of the last QRS, with a slope at least half of that QRS's (else a T wave).
     SPK and NPK are running estimates of signal and noise peaks (initialized on the first 2 s).
     Search-back: when no QRS came within 1.66 mean RR, the largest noise candidate above
-    THR1 / 2 is taken (reported late: these are the only beats beyond the bounded delay).
-    A QRS is reported at the extremum of |0.5-40 Hz band-passed signal| in its window,
-    shifted back by that filter's group delay.
+    THR1 / 2 is taken. Delay: a QRS is reported `confirm_s` after its MWI peak, about
+    110-170 ms after the R peak; only search-back beats (`n_search_back`) and beats in the
+    first 2 s (reported at 2 s, once the thresholds are initialized) come later.
+    A QRS is reported at the extremum of |x - median over the window| in the window
+    [MWI peak - 220 ms, MWI peak - 20 ms], x the 40 Hz low-passed signal, shifted back by that
+    filter's group delay. A causal 5-sample median filter before everything removes pacing
+    spikes.
     """
 
     def __init__(self, fs: float = 360.0, search_back: bool = True, confirm_s: float = 0.03):
@@ -145,7 +149,7 @@ class RPeakDetector:
         self.fs, self.search_back = float(fs), search_back
         r = lambda s: int(round(s * fs))  # noqa: E731
         self.sos_qrs = butter(2, [5.0, 15.0], "bandpass", fs=fs, output="sos")
-        self.sos_ref = butter(2, [0.5, 40.0], "bandpass", fs=fs, output="sos")
+        self.sos_ref = butter(2, 40.0, "lowpass", fs=fs, output="sos")
         self.b_der = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * (fs / 8.0)
         self.w_mwi = r(0.15)
         self.b_mwi = np.full(self.w_mwi, 1.0 / self.w_mwi)
@@ -165,9 +169,14 @@ class RPeakDetector:
             "hist": z((3, self.hist)),  # rows: MWI, reference signal, |derivative|
             "init": z(self.init_len), "queue": z((0, 4)), "noise": z((0, 4)),
             "rr": z(8),  # last RR intervals (samples); 0 = none yet
-            # n, next_eval, started, initialized, spk, npk, last_r, last_slope, t_trig
-            "scal": np.array([0, 0, 0, 0, 0, 0, -1e9, 0, -1], F64),
+            # n, next_eval, started, initialized, spk, npk, last_r, last_slope, t_trig, n_late
+            "scal": np.array([0, 0, 0, 0, 0, 0, -1e9, 0, -1, 0], F64),
         }
+
+    @property
+    def n_search_back(self) -> int:
+        """Beats found by search-back so far (reported late)."""
+        return int(self._s["scal"][9])
 
     def state(self) -> dict:
         return {k: v.copy() for k, v in self._s.items()}
@@ -176,7 +185,7 @@ class RPeakDetector:
         self._s = _check_state(state, self._s, "RPeakDetector")
 
     def _filter(self, x: np.ndarray) -> np.ndarray:
-        """(3, L): MWI, 0.5-40 Hz reference and |derivative| of samples x (L,)."""
+        """(3, L): MWI, 40 Hz low-passed reference and |derivative| of samples x (L,)."""
         s = self._s
         if not s["scal"][2]:
             s["raw"][:] = x[0]
@@ -210,6 +219,7 @@ class RPeakDetector:
         out = np.zeros((len(j), 4))
         for c, jj in enumerate(j):
             w = buf[1, jj - self.win[0]: jj - self.win[1] + 1]
+            w = w - np.median(w)  # baseline of the window
             out[c] = (jj + n0 - self.hist, m[jj],
                       jj - self.win[0] + int(np.argmax(np.abs(w))) + n0 - self.hist
                       - self.delay, buf[2, jj - self.w_mwi: jj + 1].max())
@@ -271,24 +281,23 @@ class RPeakDetector:
             self._accept(c, out, 0.125)
             return
         sc[5] = 0.125 * c[1] + 0.875 * sc[5]
-        if since > self.refr:
-            s["noise"] = np.concatenate([s["noise"], c[None]])
+        if since > self.refr:  # a search-back candidate (the latest 64 are enough)
+            s["noise"] = np.concatenate([s["noise"], c[None]])[-64:]
 
     def _run_search_back(self, now: float, out: list) -> None:
-        """Search back while the trigger time (1.66 mean RR after the last QRS) has passed."""
+        """Search back once the trigger time (1.66 mean RR after the last QRS) has passed."""
         s, sc = self._s, self._s["scal"]
-        while 0 <= sc[8] <= now:
-            t, sc[8] = sc[8], -1
+        while 0 <= sc[8] <= now:  # stays armed until a candidate qualifies
             thr2 = 0.5 * (sc[5] + 0.25 * (sc[4] - sc[5]))
-            nz = s["noise"]
-            ok = nz[(nz[:, 0] + self.after <= t) & (nz[:, 1] > thr2)]
+            nz = s["noise"]  # every noise candidate decided since the last QRS
+            ok = nz[nz[:, 1] > thr2]
             if not len(ok):
-                continue
+                return
             best = ok[np.argmax(ok[:, 1])]
-            s["noise"] = nz[nz[:, 0] > best[0]]
-            rest = s["noise"]
+            rest = nz[nz[:, 2] - best[2] > self.refr]
             self._accept(best, out, 0.25)
-            s["noise"] = rest[rest[:, 2] - best[2] > self.refr]
+            sc[9] += 1
+            s["noise"] = rest
 
 
 @dataclass(frozen=True)
@@ -344,24 +353,26 @@ class BeatStream:
         x = _samples(chunk, "BeatStream.accept")  # (L,)
         feats = self.frontend.process(x)  # (T, 1)
         peaks = self.detector.process(x)
+        ring = self._ring  # (R, K) rows [self._rows - R, self._rows)
         if len(feats):
             logits = np.asarray(self.model.accept(feats), F32)  # (T_out, K)
             if logits.ndim != 2 or logits.shape[1] != len(self.labels):
                 raise ValueError(f"BeatStream: model returned logits of shape {logits.shape}, "
                                  f"expected (T, {len(self.labels)})")
-            self._ring = np.concatenate([self._ring, logits])[-self.keep:]
+            ring = np.concatenate([ring, logits])  # (R + T_out, K)
             self._rows += len(logits)
+        self._ring = ring[-self.keep:]
         self._pending = np.concatenate([self._pending, np.asarray(peaks, np.int64)])
         rows = (self._pending + self.delay) // self.k  # (b,) logits row of each beat
         ready = rows < self._rows
         events = []
         for r, j in zip(self._pending[ready], rows[ready]):
-            i = int(j - self._rows + len(self._ring))
+            i = int(j - self._rows + len(ring))
             if i < 0:
                 log.warning("BeatStream: beat at sample %d found after its logits row left the "
                             "%d-row buffer; dropped", r, self.keep)
                 continue
-            p = softmax(self._ring[i])  # (K,)
+            p = softmax(ring[i])  # (K,)
             c = int(np.argmax(p))
             events.append(BeatEvent(time_s=float(r) / self.fs, sample=int(r),
                                     label=self.labels[c], confidence=float(p[c]), probs=p))
