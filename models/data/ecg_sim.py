@@ -109,7 +109,7 @@ def _sinus_template(rng: np.random.Generator, gain: float) -> np.ndarray:
 
 def _wide_template(rng: np.random.Generator, gain: float, focus: float, spike: float) -> np.ndarray:
     """Wide bizarre QRS from `focus` (degrees), discordant T; a pacing spike if spike != 0."""
-    m = gain * rng.uniform(1.0, 2.0)
+    m = gain * rng.uniform(1.3, 2.5)
     rows = [
         (_proj(m, focus), 0.0, rng.uniform(0.022, 0.034), KIND_QRS),
         (_proj(m * rng.uniform(0.2, 0.6), focus + 180), rng.choice([-1, 1]) * rng.uniform(0.03, 0.05),
@@ -147,10 +147,10 @@ def make_subject(index: int, profile: str, seed: int) -> Subject:
     gain = float(np.exp(rng.normal(0.0, 0.25))) * (-1.0 if rng.random() < 0.04 else 1.0)
     p_iso, p_epi, epi_kind = _profile_rates(rng, profile)
     n_foci = 2 if profile in ("ventricular", "fusion") and rng.random() < 0.3 else 1
-    v_waves = tuple(_wide_template(rng, abs(gain), _direction(rng, 0.0, 1e4, 0.45), 0.0)
+    v_waves = tuple(_wide_template(rng, gain, _direction(rng, 0.0, 1e4, 0.55), 0.0)
                     for _ in range(n_foci))
     pace_rr = u(0.8, 1.0) if profile == "paced" else 0.0
-    q_wave = (_wide_template(rng, abs(gain), _direction(rng, -75, 20, 0.4),
+    q_wave = (_wide_template(rng, gain, _direction(rng, -75, 20, 0.4),
                              rng.choice([-1, 1]) * u(0.6, 2.0)) if pace_rr else np.zeros((0, 4)))
     rr0 = pace_rr * u(0.9, 1.05) if pace_rr else 60.0 / float(np.clip(rng.normal(75, 12), 52, 105))
     mains = u(0.0, 0.03) if rng.random() < 0.6 else 0.0
@@ -161,8 +161,7 @@ def make_subject(index: int, profile: str, seed: int) -> Subject:
                    hrv=(u(0.01, 0.05), u(0.01, 0.04), u(0.02, 0.08)), f_resp=u(0.15, 0.4),
                    p_iso=p_iso, p_epi=p_epi, epi_kind=epi_kind,
                    coupling=(u(0.55, 0.8), u(0.5, 0.72)), pace_rr=float(pace_rr),
-                   n_wave=_sinus_template(rng, gain), s_p=s_p,
-                   v_waves=tuple(v * np.sign(gain) for v in v_waves), q_wave=q_wave * np.sign(gain),
+                   n_wave=_sinus_template(rng, gain), s_p=s_p, v_waves=v_waves, q_wave=q_wave,
                    noise=noise)
 
 
