@@ -1,7 +1,9 @@
 """Integer weights -> memristive crossbar conductance tables (the bundle's `crossbar/` folder).
 
 Numpy only (never torch). The mapping, the files and their fields are described for a
-hardware team in docs/crossbar.md; the block layout lives in `qs4d.runtime.crossbar_io`.
+hardware team in docs/crossbar.md; the block layout lives in `qs4d.runtime.crossbar_io`,
+the codes of an S4D block come from `s4d_block` here. Every device is a level index k of
+its cell's grid (G = g_min + k * step); tables.npz stores k, the CSVs the G it gives.
 
 Glossary: B batch/streams, T steps, F features, H width, P modes, K classes; n arrays,
 R/C array rows/cols, r/c block rows/cols, S signals and O outputs of a group.
@@ -18,17 +20,22 @@ import numpy as np
 
 from qs4d.runtime.crossbar_io import (
     FORMAT,
+    G_KEYS,
     KIND,
+    LEVELS,
     MANIFEST_FILE,
+    TABLES,
     TABLES_FILE,
     VERSION,
     Crossbar,
-    array_costs,
     block_layout,
     check_crossbar,
+    conductances,
+    csv_text,
     expand,
-    s4d_block,
+    files_entry,
 )
+from qs4d.runtime.imssa import ImssaStep, array_costs, calibration_config
 from qs4d.runtime.spec import CROSSBAR_DIR, CrossbarConfig, Spec, SpecError, layer_key
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,20 @@ LAYOUT = {
     "signals": "s4d: signal h*(2P+1)+j = s[h, j] (j < 2P) or u[h] (j = 2P); linear: input j",
     "outputs": "s4d: output h*(2P+1)+r = s'[h, r] (r < 2P) or y[h] (r = 2P); linear: row o",
 }
+
+
+def s4d_block(A, B, C, D) -> np.ndarray:
+    """Integer codes of the S4D blocks of every channel (A (H,2,P), B (H,2,P), C (H,2P), D (H,))."""
+    A, B = np.asarray(A, np.int64), np.asarray(B, np.int64)
+    H, _, P = A.shape
+    M = np.zeros((H, 2 * P + 1, 2 * P + 2), np.int64)  # (H, 2P+1, 2P+2)
+    p = np.arange(P)  # (P,)
+    M[:, p, p], M[:, p, P + p] = A[:, 0], -A[:, 1]
+    M[:, P + p, p], M[:, P + p, P + p] = A[:, 1], A[:, 0]
+    M[:, : 2 * P, 2 * P] = B.reshape(H, 2 * P)
+    M[:, 2 * P, : 2 * P] = np.asarray(C, np.int64)
+    M[:, 2 * P, 2 * P + 1] = np.asarray(D, np.int64)
+    return M
 
 
 def _scale(w: dict, key: str, n: int) -> np.ndarray:
@@ -128,30 +149,20 @@ def _pack(pieces: list, R: int, C: int) -> list:
     return [a[2] for a in arrays]
 
 
-def _conductances(codes: np.ndarray, kinds: np.ndarray, dg: dict, cfg: CrossbarConfig) -> tuple:
-    """Differential pair G+ / G- (n_blk, r, c) in uS and the worst code error per kind."""
-    delta = np.zeros(len(KIND))  # (kinds,)
+def _levels(codes: np.ndarray, kinds: np.ndarray, dg: dict, cfg: CrossbarConfig) -> tuple:
+    """Level indices k+ / k- (n_blk, r, c) of the differential pair, G = g_min + k * step, and
+    the worst code error per part. levels 0: k = max(+-code, 0) on the part's grid delta_g;
+    levels L: the nearest of L levels, step (g_max - g_min) / (L - 1)."""
+    kp, km = np.maximum(codes, 0), np.maximum(-codes, 0)  # (n_blk, r, c) x2
+    if cfg.levels == 0:
+        return kp, km, {k: 0.0 for k in dg}
+    delta = np.ones(len(KIND))  # (kinds,)
     for k, v in dg.items():
         delta[KIND[k]] = v
-    d = delta[kinds]  # (r, c)
-    gp = cfg.g_min + np.maximum(codes, 0) * d  # (n_blk, r, c)
-    gm = cfg.g_min + np.maximum(-codes, 0) * d  # (n_blk, r, c)
-    err = {k: 0.0 for k in dg}
-    if cfg.levels > 0:
-        step = (cfg.g_max - cfg.g_min) / (cfg.levels - 1)
-        gp, gm = (cfg.g_min + np.rint((g - cfg.g_min) / step) * step for g in (gp, gm))
-        e = np.abs((gp - gm) / np.where(d > 0, d, 1.0) - codes)  # (n_blk, r, c)
-        err = {k: float(e[:, kinds == KIND[k]].max()) for k in dg}
-    return np.clip(gp, cfg.g_min, cfg.g_max), np.clip(gm, cfg.g_min, cfg.g_max), err
-
-
-def _to_f32(G: np.ndarray, cfg: CrossbarConfig) -> np.ndarray:
-    """float32 conductances, rounded inwards so that every value stays in [g_min, g_max]."""
-    lo = np.float32(cfg.g_min)
-    lo = lo if lo >= cfg.g_min else np.nextafter(lo, np.float32(np.inf))
-    hi = np.float32(cfg.g_max)
-    hi = hi if hi <= cfg.g_max else np.nextafter(hi, np.float32(-np.inf))
-    return np.clip(G.astype(np.float32), lo, hi)  # (n, R, C)
+    d, step = delta[kinds], (cfg.g_max - cfg.g_min) / (cfg.levels - 1)  # (r, c), uS
+    kp, km = (np.clip(np.rint(k * d / step), 0, cfg.levels - 1) for k in (kp, km))
+    e = np.abs((kp - km) * step / d - codes)  # (n_blk, r, c)
+    return kp, km, {k: float(e[:, kinds == KIND[k]].max()) for k in dg}
 
 
 def _jsonable(g: dict) -> dict:
@@ -172,7 +183,7 @@ def build_crossbar(spec: Spec, weights: dict, cfg: CrossbarConfig,
     groups, tiles, blocks_g = [], [], {}
     for g, codes, qfs, dg in _plan(spec, weights, cfg):
         kinds = block_layout(g)[0]  # (r, c)
-        gp, gm, err = _conductances(codes, kinds, dg, cfg)  # (n_blk, r, c) x2
+        kp, km, err = _levels(codes, kinds, dg, cfg)  # (n_blk, r, c) x2
         placed = _pack(_pieces(g["blocks"], g["block_shape"], R, C), R, C)
         a0 = len(tiles)
         for j, pls in enumerate(placed):
@@ -183,9 +194,9 @@ def build_crossbar(spec: Spec, weights: dict, cfg: CrossbarConfig,
                  device_levels={k: (v + 1 if cfg.levels == 0 else cfg.levels)
                                 for k, v in qfs.items()}, level_error=err)
         groups.append(_jsonable(g))
-        blocks_g[g["name"]] = (gp, gm)
+        blocks_g[g["name"]] = (kp, km)
     man = _manifest(cfg, groups, tiles, headroom)
-    tables = _tables(man, blocks_g, cfg)
+    tables = _tables(man, blocks_g)
     cb = Crossbar(man, tables)
     if calib_x is not None:
         cb = calibrate(cb, spec, weights, calib_x, headroom)
@@ -205,24 +216,26 @@ def _manifest(cfg: CrossbarConfig, groups: list, tiles: list, headroom: float) -
         "groups": groups, "tiles": tiles,
         "calibration": {"calibrated": False, "headroom": headroom, "x_layout": "(T, B, F)",
                         "steps": 0, "streams": 0},
-        "files": {"tables": TABLES_FILE, "csv": [f"array_{a:03d}_{s}.csv" for a in range(n)
-                                                for s in ("gplus", "gminus")]},
+        "files": files_entry(n, cfg.g_min, cfg.g_max),
     }
 
 
-def _tables(man: dict, blocks_g: dict, cfg: CrossbarConfig) -> dict:
-    """tables.npz: the routing expanded from the tile map, and G+ / G- copied piece by piece."""
+def _tables(man: dict, blocks_g: dict) -> dict:
+    """The routing expanded from the tile map, the level indices copied piece by piece (the
+    smallest unsigned dtype that holds them), and the conductances they give."""
     a = man["array"]
-    gp = np.full((a["count"], a["rows"], a["cols"]), cfg.g_min)  # (n, R, C)
-    gm = gp.copy()  # (n, R, C)
+    kp = np.zeros((a["count"], a["rows"], a["cols"]), np.int64)  # (n, R, C)
+    km = kp.copy()  # (n, R, C)
     for t in man["tiles"]:
         bp, bm = blocks_g[t["group"]]
         for pl in t["placements"]:
             (r0, r1), (c0, c1), (ar, ac) = pl["rows"], pl["cols"], pl["at"]
             cell = (t["array"], slice(ar, ar + r1 - r0), slice(ac, ac + c1 - c0))
-            gp[cell] = bp[pl["block"], r0:r1, c0:c1]
-            gm[cell] = bm[pl["block"], r0:r1, c0:c1]
-    return {"G_plus": _to_f32(gp, cfg), "G_minus": _to_f32(gm, cfg), **expand(man)}
+            kp[cell] = bp[pl["block"], r0:r1, c0:c1]
+            km[cell] = bm[pl["block"], r0:r1, c0:c1]
+    dt = np.min_scalar_type(max(int(kp.max(initial=0)), int(km.max(initial=0))))
+    tables = {"level_plus": kp.astype(dt), "level_minus": km.astype(dt), **expand(man)}
+    return {**tables, **dict(zip(G_KEYS, conductances(man, tables)))}
 
 
 def _summarize(cb: Crossbar) -> None:
@@ -238,6 +251,8 @@ def _summarize(cb: Crossbar) -> None:
     man["totals"] = {"arrays": a["count"], "used_cells": used,
                      "utilization": used / (a["count"] * a["rows"] * a["cols"]),
                      "programmed_cells": int((cb.tables["cell_kind"] > 0).sum()),
+                     "nonzero_cells": int(np.logical_or(*(cb.tables[k] > 0 for k in LEVELS))
+                                          .sum()),
                      "reads_per_step": a["count"],
                      "adc_conversions_per_step": int(costs["adc_rows"].sum()),
                      "dac_conversions_per_step": int(costs["dac_signals"].sum())}
@@ -250,8 +265,6 @@ def calibrate(cb: Crossbar, spec: Spec, weights: dict, calib_x: np.ndarray,
     """DAC and ADC full scales from data: calib_x (T, B, F) runs through the ideal simulator
     (equal to reference.FloatStep on dequantized weights); per group the largest |signal| of
     every DAC range group and |current| of every ADC row group, times headroom."""
-    from qs4d.runtime.imssa import ImssaStep, calibration_config
-
     if not headroom > 0:
         raise SpecError(f"calibrate: headroom must be > 0, got {headroom}")
     x = np.asarray(calib_x, np.float32)  # (T, B, F)
@@ -293,16 +306,17 @@ def _set_ranges(g: dict, cb: Crossbar, sig: np.ndarray, cur: np.ndarray, hr: flo
 
 
 def write_crossbar(bundle_dir, crossbar: Crossbar) -> Path:
-    """Write `crossbar/` (tables.npz, one CSV per array and polarity, manifest.json) into a
-    bundle folder; returns the crossbar folder."""
+    """Write `crossbar/` (tables.npz compressed, one sparse CSV per array, manifest.json) into
+    a bundle folder, removing stale array CSVs of an earlier export; returns the folder."""
     d = Path(bundle_dir) / CROSSBAR_DIR
     d.mkdir(parents=True, exist_ok=True)
     check_crossbar(crossbar, str(d))
-    np.savez_compressed(d / TABLES_FILE, **crossbar.tables)
-    names = iter(crossbar.manifest["files"]["csv"])
-    for a in range(crossbar.manifest["array"]["count"]):
-        for key in ("G_plus", "G_minus"):
-            np.savetxt(d / next(names), crossbar.tables[key][a], fmt="%.9g", delimiter=",")
+    names = crossbar.manifest["files"]["csv"]
+    for old in sorted(set(p.name for p in d.glob("array_*.csv")) - set(names)):
+        (d / old).unlink()
+    np.savez_compressed(d / TABLES_FILE, **{k: crossbar.tables[k] for k in TABLES})
+    for a, name in enumerate(names):
+        (d / name).write_text(csv_text(crossbar.tables, a), newline="\n")
     (d / MANIFEST_FILE).write_text(json.dumps(crossbar.manifest, indent=1))
     log.info("wrote %s", d)
     return d

@@ -2,8 +2,10 @@
 
 One definition of how an S4D step matrix or a linear layer becomes a block of differential
 cells (docs/crossbar.md); `qs4d.export.crossbar` writes with it and `qs4d.runtime.imssa`
-reads with it. Every per-array table of tables.npz is derivable from manifest.json (groups and
-tile map); the loader recomputes them and refuses a folder where they disagree.
+reads with it. tables.npz holds each device's level index k and per-array routing tables that
+manifest.json (groups, tile map) defines; the loader recomputes the routing, rebuilds G = g_min +
+k * step (`conductances`) and refuses a folder where anything disagrees or where a sparse CSV
+does not read exactly as `csv_text` writes it.
 
 Glossary: H width, P modes, n arrays, R/C array rows/cols, S signals of a group (its input
 vector), O outputs of a group, r/c rows/cols of one block.
@@ -23,14 +25,17 @@ import numpy as np
 from .spec import CROSSBAR_DIR, CrossbarConfig, SpecError
 
 FORMAT = "qs4d.crossbar"
-VERSION = 1
+VERSION = 2
 TABLES_FILE = "tables.npz"
 MANIFEST_FILE = "manifest.json"
+CSV_COLUMNS = ("row", "col", "g_plus_uS", "g_minus_uS")
 KINDS = ("zero", "A", "B", "C", "D", "W")  # cell_kind codes 0..5
 KIND = {k: i for i, k in enumerate(KINDS)}
-# tables.npz: name -> (axes, dtype); n arrays, r array rows, c array cols
+LEVELS = ("level_plus", "level_minus")  # in tables.npz: level index of G+ and G- (n, R, C)
+G_KEYS = ("G_plus", "G_minus")  # in Crossbar.tables only: float32 uS rebuilt from the levels
+# tables.npz: name -> (axes, dtype); n arrays, r array rows, c array cols; "u" any unsigned int
 TABLES = {
-    "G_plus": ("nrc", np.float32), "G_minus": ("nrc", np.float32), "cell_kind": ("nrc", np.int8),
+    "level_plus": ("nrc", "u"), "level_minus": ("nrc", "u"), "cell_kind": ("nrc", np.int8),
     "col_signal": ("nc", np.int32), "col_gain": ("nc", np.float64), "dac_fs": ("nc", np.float64),
     "row_output": ("nr", np.int32), "row_gain": ("nr", np.float64), "adc_fs": ("nr", np.float64),
 }
@@ -51,30 +56,6 @@ def s4d_kinds(P: int) -> np.ndarray:
         k[r, c] = KIND["A"]
     k[: 2 * P, 2 * P], k[2 * P, : 2 * P], k[2 * P, 2 * P + 1] = KIND["B"], KIND["C"], KIND["D"]
     return k
-
-
-def s4d_block(A, B, C, D) -> np.ndarray:
-    """Integer codes of the S4D blocks of every channel (A (H,2,P), B (H,2,P), C (H,2P), D (H,))."""
-    A, B = np.asarray(A, np.int64), np.asarray(B, np.int64)
-    H, _, P = A.shape
-    M = np.zeros((H, 2 * P + 1, 2 * P + 2), np.int64)  # (H, 2P+1, 2P+2)
-    p = np.arange(P)  # (P,)
-    M[:, p, p], M[:, p, P + p] = A[:, 0], -A[:, 1]
-    M[:, P + p, p], M[:, P + p, P + p] = A[:, 1], A[:, 0]
-    M[:, : 2 * P, 2 * P] = B.reshape(H, 2 * P)
-    M[:, 2 * P, : 2 * P] = np.asarray(C, np.int64)
-    M[:, 2 * P, 2 * P + 1] = np.asarray(D, np.int64)
-    return M
-
-
-def s4d_unblock(M: np.ndarray) -> dict:
-    """Inverse of s4d_block on (H, 2P+1, 2P+2) blocks: {"A", "B", "C", "D"}."""
-    H, r, _ = M.shape
-    P = (r - 1) // 2
-    p = np.arange(P)  # (P,)
-    A = np.stack([M[:, p, p], M[:, P + p, p]], axis=1)  # (H, 2, P)
-    B = M[:, : 2 * P, 2 * P].reshape(H, 2, P)  # (H, 2, P)
-    return {"A": A, "B": B, "C": M[:, 2 * P, : 2 * P], "D": M[:, 2 * P, 2 * P + 1]}
 
 
 def block_layout(g: dict) -> tuple:
@@ -135,29 +116,7 @@ def expand(man: dict) -> dict:
     return out
 
 
-def array_costs(man: dict, tables: dict) -> dict:
-    """Per array and per read: ADC conversions (used rows), DAC conversions (distinct signals
-    among used columns: u drives u_state and u_out from one conversion), used cells."""
-    rows, cols = tables["row_output"], tables["col_signal"]  # (n, R) (n, C)
-    dac = [len(np.unique(c[c >= 0])) for c in cols]
-    return {"adc_rows": (rows >= 0).sum(1), "dac_signals": np.asarray(dac),
-            "used_cells": np.asarray([t["used_cells"] for t in man["tiles"]], np.int64)}
-
-
-def level_steps(man: dict, cell_kind: np.ndarray, levels: int) -> np.ndarray:
-    """Conductance step between programmable levels of every device (n, R, C), in uS:
-    (g_max - g_min)/(levels - 1) when levels > 0, else the cell's block delta_g."""
-    span = man["g_max"] - man["g_min"]
-    if levels > 0:
-        return np.full(cell_kind.shape, span / (levels - 1))  # (n, R, C)
-    step = np.full(cell_kind.shape, span)  # (n, R, C)
-    groups = {g["name"]: g for g in man["groups"]}
-    for t in man["tiles"]:
-        step[t["array"]] = _delta_lut(groups[t["group"]], span)[cell_kind[t["array"]]]
-    return step
-
-
-def _delta_lut(g: dict, default: float) -> np.ndarray:
+def delta_lut(g: dict, default: float) -> np.ndarray:
     """delta_g of a group indexed by cell kind (kinds,); `default` for kinds it lacks."""
     lut = np.full(len(KINDS), default)  # (kinds,)
     for k, v in g["delta_g"].items():
@@ -165,42 +124,56 @@ def _delta_lut(g: dict, default: float) -> np.ndarray:
     return lut
 
 
-def level_index(G: np.ndarray, g_min: float, step: np.ndarray) -> np.ndarray:
-    """Index k of the nearest programmable level g_min + k * step (float64 integers)."""
-    return np.rint((np.asarray(G, np.float64) - g_min) / step)
+def level_steps(man: dict, cell_kind: np.ndarray, levels: int) -> np.ndarray:
+    """Conductance step between programmable levels of every device (n, R, C), in uS:
+    (g_max - g_min)/(levels - 1) when levels > 0, else the cell's part delta_g."""
+    span = man["g_max"] - man["g_min"]
+    if levels > 0:
+        return np.full(cell_kind.shape, span / (levels - 1))  # (n, R, C)
+    step = np.full(cell_kind.shape, span)  # (n, R, C)
+    groups = {g["name"]: g for g in man["groups"]}
+    for t in man["tiles"]:
+        step[t["array"]] = delta_lut(groups[t["group"]], span)[cell_kind[t["array"]]]
+    return step
 
 
-def snap(G: np.ndarray, g_min: float, step: np.ndarray) -> np.ndarray:
-    """Nearest programmable level g_min + k * step of every conductance (float64)."""
-    return g_min + level_index(G, g_min, step) * step
+def to_f32(G: np.ndarray, g_min: float, g_max: float) -> np.ndarray:
+    """float32 conductances, rounded inwards so that every value stays in [g_min, g_max]."""
+    lo, hi = np.float32(g_min), np.float32(g_max)  # compared as float64 (NEP 50 would not)
+    lo = lo if float(lo) >= g_min else np.nextafter(lo, hi)
+    hi = hi if float(hi) <= g_max else np.nextafter(hi, lo)
+    return np.clip(np.asarray(G, np.float64).astype(np.float32), lo, hi)  # (n, R, C)
 
 
-def decode_codes(cb: Crossbar, levels: int | None = None) -> dict:
-    """Codes that the conductances represent, keyed as in weights.npz (float64: exact integers
-    when the mapping is exact). Conductances are read as level indices k+, k- on the grid of
-    `levels` (default: the manifest's); a cell's code is (k+ - k-) * step / delta_g."""
-    man, tb = cb.manifest, cb.tables
-    lv = man["levels"] if levels is None else levels
-    step = level_steps(man, tb["cell_kind"], lv)  # (n, R, C)
-    k = level_index(tb["G_plus"], man["g_min"], step) - level_index(tb["G_minus"], man["g_min"], step)
-    out = {}
-    for g in man["groups"]:
-        kinds, lut = block_layout(g)[0], _delta_lut(g, 1.0)  # (r, c) (kinds,)
-        M = np.zeros((2, g["blocks"], *kinds.shape))  # (2, n_blk, r, c) level diff, step
-        for t in cb.tiles(g["name"]):
-            for pl in t["placements"]:
-                (r0, r1), (c0, c1), (ar, ac) = pl["rows"], pl["cols"], pl["at"]
-                cell = (t["array"], slice(ar, ar + r1 - r0), slice(ac, ac + c1 - c0))
-                M[:, pl["block"], r0:r1, c0:c1] = k[cell], step[cell]
-        codes = M[0] * (M[1] / lut[kinds])  # (n_blk, r, c)
-        parts = s4d_unblock(codes) if g["kind"] == "s4d" else {"W": codes[0]}
-        out.update({g["keys"][kk]: v for kk, v in parts.items()})
-    return out
+def conductances(man: dict, tables: dict) -> tuple:
+    """G+ and G- (n, R, C) float32 in uS of the level indices: g_min + k * step, rounded
+    inwards (step: level_steps of the manifest's levels)."""
+    step = level_steps(man, tables["cell_kind"], man["levels"])  # (n, R, C)
+    return tuple(to_f32(man["g_min"] + tables[k] * step, man["g_min"], man["g_max"])
+                 for k in LEVELS)  # (n, R, C) x2
+
+
+def files_entry(n: int, g_min: float, g_max: float) -> dict:
+    """manifest.files: tables.npz, the CSV of every array, its columns, and G+ = G- of the
+    cells a CSV does not list (g_min as float32, rounded inwards)."""
+    g0 = float(to_f32(np.float64(g_min), g_min, g_max))
+    return {"tables": TABLES_FILE, "csv": [f"array_{a:03d}.csv" for a in range(n)],
+            "csv_columns": list(CSV_COLUMNS), "csv_unlisted_uS": g0}
+
+
+def csv_text(tables: dict, a: int) -> str:
+    """The sparse CSV of array a: a header line, then `row,col,G+,G-` (uS, %.9g: the float32
+    values exactly) of every cell with a device above level 0, in row-major order."""
+    kp, km = (tables[k][a] for k in LEVELS)  # (R, C) x2
+    r, c = np.nonzero((kp > 0) | (km > 0))  # (m,) x2
+    gp, gm = (tables[k][a][r, c].tolist() for k in G_KEYS)
+    rows = [f"{i},{j},{p:.9g},{q:.9g}" for i, j, p, q in zip(r.tolist(), c.tolist(), gp, gm)]
+    return "\n".join([",".join(CSV_COLUMNS), *rows]) + "\n"
 
 
 @dataclass(frozen=True)
 class Crossbar:
-    """Conductance tables (tables.npz arrays) and their manifest (manifest.json as a dict)."""
+    """manifest.json as a dict; tables: the TABLES arrays and G_plus, G_minus (n, R, C) in uS."""
 
     manifest: dict
     tables: dict
@@ -236,12 +209,25 @@ def load_crossbar(path) -> Crossbar:
             tables = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise CrossbarError(f"{tp}: cannot read the tables ({e})") from e
-    cb = Crossbar(man, tables)
-    check_crossbar(cb, str(d))
-    for name in man.get("files", {}).get("csv", []):
-        if not (d / name).is_file():
-            raise CrossbarError(f"{mp}: files.csv: {name!r} is missing from {d}")
+    check_crossbar(Crossbar(man, tables), str(d))
+    cb = Crossbar(man, {**tables, **dict(zip(G_KEYS, conductances(man, tables)))})
+    for a, name in enumerate(man["files"]["csv"]):
+        _check_csv(d / name, csv_text(cb.tables, a))
     return cb
+
+
+def _check_csv(p: Path, want: str) -> None:
+    """An array's CSV must hold exactly the text that the tables give."""
+    try:
+        got = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CrossbarError(f"{p}: cannot read the array's CSV ({e})") from e
+    if got != want:
+        g, w = got.splitlines() + ["end of file"], want.splitlines() + ["end of file"]
+        i = next((i for i, (x, y) in enumerate(zip(g, w)) if x != y), None)
+        raise CrossbarError(f"{p}: differs in line breaks (each line ends in \\n)" if i is None else
+                            f"{p}: line {i + 1} ({'header' if i == 0 else ','.join(CSV_COLUMNS)}):"
+                            f" {g[i]!r} but {TABLES_FILE} gives {w[i]!r}")
 
 
 # ------------------------------------------------------------------ checks
@@ -268,17 +254,24 @@ def _vector_lengths(g: dict) -> dict:
     if g["kind"] == "s4d":
         H = g["blocks"]
         return {"row_gain": {"state": H, "out": H}, "adc_fs": {"state": H, "out": H},
-                "col_gain": {"state": H, "u_state": H, "u_out": H},
-                "dac_fs": {"state": H, "u": 1}}
+                "col_gain": {"state": H, "u_state": H, "u_out": H}, "dac_fs": {"state": H, "u": 1}}
     r, c = g["block_shape"]
     return {"row_gain": {"out": r}, "col_gain": {"in": c}, "dac_fs": {"in": 1}, "adc_fs": {"out": r}}
 
 
-def _check_group(g: dict, n: int, w: str) -> None:
-    for k in ("name", "kind", "keys", "delta_g"):
-        _need(g, k, w)
-    if g["kind"] not in ("s4d", "linear"):
+def _check_group(g: dict, n: int, span: float, w: str) -> None:
+    _need(g, "name", w)
+    parts = {"s4d": ["A", "B", "C", "D"], "linear": ["W"]}.get(_need(g, "kind", w, str))
+    if parts is None:
         raise CrossbarError(f"{w}.kind: 's4d' or 'linear', got {g['kind']!r}")
+    for k in ("keys", "delta_g", "code_full_scale"):
+        if sorted(_need(g, k, w, dict)) != parts:
+            raise CrossbarError(f"{w}.{k}: expected the parts {parts}, got {sorted(g[k])}")
+    for k in parts:
+        q, dg = _need(g["code_full_scale"], k, f"{w}.code_full_scale", int), g["delta_g"][k]
+        if q < 1 or not isinstance(dg, (int, float)) or abs(dg * q - span) > 1e-9 * span:
+            raise CrossbarError(f"{w}.delta_g.{k}: need (g_max - g_min) / code_full_scale = "
+                                f"{span} / {q}, got {dg!r}")
     blocks, shape = _need(g, "blocks", w, int), _need(g, "block_shape", w, list)
     a0, a1 = _need(g, "arrays", w, list)
     if not 0 <= a0 < a1 <= n:
@@ -287,9 +280,6 @@ def _check_group(g: dict, n: int, w: str) -> None:
         raise CrossbarError(f"{w}.block_shape: {shape} does not fit modes {g['modes']}")
     if g["kind"] == "linear" and blocks != 1:
         raise CrossbarError(f"{w}.blocks: a linear group has 1 block, got {blocks}")
-    for k, v in g["delta_g"].items():
-        if k not in KIND or not v > 0:
-            raise CrossbarError(f"{w}.delta_g.{k}: needs a known kind and a value > 0, got {v!r}")
     for field, lens in _vector_lengths(g).items():
         for k, length in lens.items():
             v = np.asarray(_need(_need(g, field, w), k, f"{w}.{field}"), np.float64)
@@ -308,7 +298,7 @@ def _check_top(man: dict, w: str) -> None:
     try:
         cfg = CrossbarConfig.from_dict(_need(man, "config", w), f"{w}.config")
     except SpecError as e:
-        raise CrossbarError(str(e)) from e
+        raise CrossbarError(str(e) if str(e).startswith(w) else f"{w}.config: {e}") from e
     for k in ("g_min", "g_max", "levels"):
         if _need(man, k, w) != getattr(cfg, k):
             raise CrossbarError(f"{w}.{k}: {man[k]!r} differs from config.{k} {getattr(cfg, k)!r}")
@@ -319,30 +309,43 @@ def _check_top(man: dict, w: str) -> None:
     if (a["rows"], a["cols"]) != (cfg.array_rows, cfg.array_cols):
         raise CrossbarError(f"{w}.array: {a['rows']}x{a['cols']} differs from the config")
     for i, g in enumerate(_need(man, "groups", w, list)):
-        _check_group(g, a["count"], f"{w}.groups[{i}]")
+        _check_group(g, a["count"], cfg.g_max - cfg.g_min, f"{w}.groups[{i}]")
     tiles = _need(man, "tiles", w, list)
     if [t.get("array") for t in tiles] != list(range(a["count"])):
         raise CrossbarError(f"{w}.tiles: need one entry per array 0..{a['count'] - 1} in order")
+    files = _need(man, "files", w, dict)
+    for k, v in files_entry(a["count"], cfg.g_min, cfg.g_max).items():
+        if _need(files, k, f"{w}.files") != v:
+            raise CrossbarError(f"{w}.files.{k}: expected {v!r:.80}, got {files[k]!r:.80}")
 
 
 def _check_tables(man: dict, tb: dict, w: str) -> None:
-    missing, extra = sorted(set(TABLES) - set(tb)), sorted(set(tb) - set(TABLES))
+    """Every TABLES array with its shape and dtype (G_plus/G_minus may be present too)."""
+    missing, extra = sorted(set(TABLES) - set(tb)), sorted(set(tb) - set(TABLES) - set(G_KEYS))
     if missing or extra:
         raise CrossbarError(f"{w}: missing arrays {missing}, unexpected arrays {extra}")
     a = man["array"]
     dims = {"n": a["count"], "r": a["rows"], "c": a["cols"]}
     for k, (axes, dt) in TABLES.items():
-        want = tuple(dims[x] for x in axes)
-        if tb[k].shape != want or tb[k].dtype != dt:
-            raise CrossbarError(f"{w}: {k}: expected shape {want} {np.dtype(dt)}, "
+        want, dts = tuple(dims[x] for x in axes), "uint" if dt == "u" else np.dtype(dt)
+        if tb[k].shape != want or not (tb[k].dtype.kind == "u" if dt == "u" else tb[k].dtype == dt):
+            raise CrossbarError(f"{w}: {k}: expected shape {want} {dts}, "
                                 f"got {tb[k].shape} {tb[k].dtype}")
         if tb[k].dtype.kind == "f" and not np.all(np.isfinite(tb[k])):
             raise CrossbarError(f"{w}: {k}: holds non-finite values")
-    for k in ("G_plus", "G_minus"):
-        lo, hi = tb[k].min(), tb[k].max()
-        if lo < man["g_min"] or hi > man["g_max"]:
-            raise CrossbarError(f"{w}: {k}: values in [{lo}, {hi}] uS leave "
-                                f"[g_min, g_max] = [{man['g_min']}, {man['g_max']}]")
+
+
+def _check_levels(man: dict, tb: dict, w: str) -> None:
+    """Level indices from 0 to each device's top level (q_X of its part with levels 0, else
+    levels - 1), and 0 on unused and structural-zero cells: G lies in [g_min, g_max]."""
+    step = level_steps(man, tb["cell_kind"], man["levels"])  # (n, R, C)
+    top = np.where(tb["cell_kind"] > 0, np.rint((man["g_max"] - man["g_min"]) / step), 0)
+    for k in LEVELS:
+        bad = np.argwhere(tb[k] > top)
+        if bad.size:
+            i = tuple(bad[0])
+            raise CrossbarError(f"{w}: {k}{[int(x) for x in i]} = {tb[k][i]} is above the top "
+                                f"level {int(top[i])} of its cell ({KINDS[tb['cell_kind'][i]]})")
 
 
 def _check_placements(man: dict, w: str) -> None:
@@ -391,5 +394,6 @@ def check_crossbar(cb: Crossbar, where: str = CROSSBAR_DIR) -> None:
         bad = np.argwhere(exp[k] != cb.tables[k])
         if bad.size:
             i = tuple(bad[0])
-            raise CrossbarError(f"{wt}: {k}{list(i)} = {cb.tables[k][i]} but the groups and "
-                                f"tile map of {wm} give {exp[k][i]}")
+            raise CrossbarError(f"{wt}: {k}{[int(x) for x in i]} = {cb.tables[k][i]} but the "
+                                f"groups and tile map of {wm} give {exp[k][i]}")
+    _check_levels(cb.manifest, cb.tables, wt)

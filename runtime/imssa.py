@@ -13,6 +13,8 @@ exactly like FloatStep. Non-idealities: level quantization and programming noise
 programming (seeded), drift G(t) = G_prog (t / t0)^-nu, read noise per device per read,
 DAC/ADC bits with clipping. In ideal mode the result equals FloatStep up to float rounding.
 The analog path computes in float64; the state and every digital tensor are float32.
+Reading the tables back: `decode_codes` (the codes the conductances hold, which the constructor
+checks against the weights) and `array_costs` (conversions per read, for the counters).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crossbar_io import Crossbar, array_costs, decode_codes, level_steps, load_crossbar, snap
+from .crossbar_io import Crossbar, block_layout, delta_lut, level_steps, load_crossbar
 from .quant import F32
 from .reference import dequantize_weights, gelu, rotate, sigmoid
 from .spec import CrossbarConfig, Spec, layer_key
@@ -46,6 +48,61 @@ def calibration_config(cb: Crossbar) -> CrossbarConfig:
     """The ideal simulator of every group a crossbar maps (used to calibrate its ranges)."""
     return cb.config.replace(dac_bits=0, adc_bits=0, sigma_prog=0.0, sigma_read=0.0,
                              drift_nu=0.0, levels=0)
+
+
+# ------------------------------------------------------------- reading the tables back
+
+def array_costs(man: dict, tables: dict) -> dict:
+    """Per array and per read: ADC conversions (used rows), DAC conversions (distinct signals
+    among used columns: u drives u_state and u_out from one conversion), used cells."""
+    rows, cols = tables["row_output"], tables["col_signal"]  # (n, R) (n, C)
+    dac = [len(np.unique(c[c >= 0])) for c in cols]
+    return {"adc_rows": (rows >= 0).sum(1), "dac_signals": np.asarray(dac),
+            "used_cells": np.asarray([t["used_cells"] for t in man["tiles"]], np.int64)}
+
+
+def level_index(G: np.ndarray, g_min: float, step: np.ndarray) -> np.ndarray:
+    """Index k of the nearest programmable level g_min + k * step (float64 integers)."""
+    return np.rint((np.asarray(G, np.float64) - g_min) / step)
+
+
+def snap(G: np.ndarray, g_min: float, step: np.ndarray) -> np.ndarray:
+    """Nearest programmable level g_min + k * step of every conductance (float64)."""
+    return g_min + level_index(G, g_min, step) * step
+
+
+def s4d_unblock(M: np.ndarray) -> dict:
+    """Inverse of qs4d.export.crossbar.s4d_block on (H, 2P+1, 2P+2) blocks: {"A", "B", "C", "D"}."""
+    H, r, _ = M.shape
+    P = (r - 1) // 2
+    p = np.arange(P)  # (P,)
+    A = np.stack([M[:, p, p], M[:, P + p, p]], axis=1)  # (H, 2, P)
+    B = M[:, : 2 * P, 2 * P].reshape(H, 2, P)  # (H, 2, P)
+    return {"A": A, "B": B, "C": M[:, 2 * P, : 2 * P], "D": M[:, 2 * P, 2 * P + 1]}
+
+
+def decode_codes(cb: Crossbar, levels: int | None = None) -> dict:
+    """Codes that the conductances represent, keyed as in weights.npz (float64: exact integers
+    when the mapping is exact). Conductances are read as level indices k+, k- on the grid of
+    `levels` (default: the manifest's); a cell's code is (k+ - k-) * step / delta_g."""
+    man, tb = cb.manifest, cb.tables
+    lv = man["levels"] if levels is None else levels
+    step = level_steps(man, tb["cell_kind"], lv)  # (n, R, C)
+    k = level_index(tb["G_plus"], man["g_min"], step) - level_index(
+        tb["G_minus"], man["g_min"], step)  # (n, R, C)
+    out = {}
+    for g in man["groups"]:
+        kinds, lut = block_layout(g)[0], delta_lut(g, 1.0)  # (r, c) (kinds,)
+        M = np.zeros((2, g["blocks"], *kinds.shape))  # (2, n_blk, r, c) level diff, step
+        for t in cb.tiles(g["name"]):
+            for pl in t["placements"]:
+                (r0, r1), (c0, c1), (ar, ac) = pl["rows"], pl["cols"], pl["at"]
+                cell = (t["array"], slice(ar, ar + r1 - r0), slice(ac, ac + c1 - c0))
+                M[:, pl["block"], r0:r1, c0:c1] = k[cell], step[cell]
+        codes = M[0] * (M[1] / lut[kinds])  # (n_blk, r, c)
+        parts = s4d_unblock(codes) if g["kind"] == "s4d" else {"W": codes[0]}
+        out.update({g["keys"][kk]: v for kk, v in parts.items()})
+    return out
 
 
 @dataclass(frozen=True)
@@ -133,8 +190,6 @@ class ImssaStep:
             if g is not None and (g["modes"], g["blocks"]) != (P, m.d_model):
                 raise ValueError(f"crossbar group {g['name']}: P={g['modes']}, H={g['blocks']} "
                                  f"but the spec has P={P}, H={m.d_model}")
-        if cfg.drift_nu > 0 and not cfg.drift_t0 > 0:
-            raise ValueError(f"CrossbarConfig.drift_t0: must be > 0 with drift, got {cfg.drift_t0}")
         codes = decode_codes(self.cb)
         for name in self.mapped:
             g = self.cb.groups[name]

@@ -306,6 +306,8 @@ class CrossbarConfig(_Config):
         for name in ("sigma_prog", "sigma_read", "drift_nu"):
             if getattr(self, name) < 0:
                 raise SpecError(f"CrossbarConfig.{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.drift_t0 > 0:
+            raise SpecError(f"CrossbarConfig.drift_t0: must be > 0 seconds, got {self.drift_t0}")
         bad = sorted(set(self.layers) - {"s4d", "mix", "enc", "dec"})
         if bad:
             raise SpecError(f"CrossbarConfig.layers: unknown layer kinds {bad}")

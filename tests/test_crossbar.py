@@ -7,21 +7,24 @@ The helpers make_spec / make_weights / build also serve tests/test_imssa.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
-from qs4d.export.crossbar import build_crossbar, write_crossbar
+from qs4d.export.crossbar import build_crossbar, s4d_block, write_crossbar
 from qs4d.runtime.crossbar_io import (
+    CSV_COLUMNS,
     KIND,
+    TABLES,
     CrossbarError,
     block_layout,
-    decode_codes,
     load_crossbar,
-    s4d_kinds,
 )
+from qs4d.runtime.imssa import decode_codes
 from qs4d.runtime.spec import CrossbarConfig, ModelConfig, QuantConfig, Spec, weight_shapes
 
 ALL = ("s4d", "mix", "enc", "dec")
@@ -92,6 +95,9 @@ def test_round_trip_exact_and_in_range(bits, per_channel, wbits):
     for k in ("G_plus", "G_minus"):
         assert cb.tables[k].dtype == np.float32
         assert cb.tables[k].min() >= cfg.g_min and cb.tables[k].max() <= cfg.g_max
+    top = max(q for g in cb.manifest["groups"] for q in g["code_full_scale"].values())
+    for k in ("level_plus", "level_minus"):  # stored: the smallest dtype holding q_X
+        assert cb.tables[k].dtype == np.min_scalar_type(top) and cb.tables[k].max() <= top
     codes = decode_codes(cb)
     keys = [k for k, (_, kind) in weight_shapes(spec).items() if kind == "code"]
     assert sorted(codes) == sorted(keys)
@@ -122,28 +128,7 @@ def test_levels_lossy_bounded():
     k = (G - cfg.g_min) / ((cfg.g_max - cfg.g_min) / (L - 1))
     assert np.abs(k - np.rint(k)).max() < 1e-4
     assert worst["A"] > 0
-
-
-def test_block_layout_matches_reference_step():
-    """The block times [s; u; u] equals the float step of the integer codes (DESIGN section 3)."""
-    from qs4d.runtime.crossbar_io import s4d_block, s4d_unblock
-    from qs4d.runtime.reference import rotate
-
-    rng = np.random.default_rng(0)
-    H, P = 3, 5
-    A, Bm = rng.integers(-9, 10, (H, 2, P)), rng.integers(-9, 10, (H, 2, P))
-    C, D = rng.integers(-9, 10, (H, 2 * P)), rng.integers(-9, 10, H)
-    M = s4d_block(A, Bm, C, D)  # (H, 2P+1, 2P+2)
-    s, u = rng.normal(size=(H, 2 * P)), rng.normal(size=H)
-    out = np.einsum("hrc,hc->hr", M, np.c_[s, u, u])  # (H, 2P+1)
-    ar, ai = rotate(A[:, 0], A[:, 1], s[:, :P], s[:, P:])
-    np.testing.assert_allclose(out[:, :P], ar + Bm[:, 0] * u[:, None])
-    np.testing.assert_allclose(out[:, P:2 * P], ai + Bm[:, 1] * u[:, None])
-    np.testing.assert_allclose(out[:, 2 * P], (C * s).sum(1) + D * u)
-    back = s4d_unblock(M)
-    for k, v in {"A": A, "B": Bm, "C": C, "D": D}.items():
-        np.testing.assert_array_equal(back[k], v)
-    assert (s4d_kinds(P) > 0).sum() == 8 * P + 1
+    assert cb.tables["level_plus"].dtype == np.uint8 and cb.tables["level_plus"].max() == L - 1
 
 
 # ------------------------------------------------------------------ tile map
@@ -206,20 +191,83 @@ def written(tmp_path_factory):
     return cb, d
 
 
+def _nonzero_codes(spec, w, layers) -> int:
+    """Cells with a nonzero code over the mapped blocks, counted from the weights alone."""
+    n = 0
+    for i in range(spec.model.n_layers):
+        if "s4d" in layers:
+            n += np.count_nonzero(s4d_block(*(w[f"l{i}.{k}"] for k in "ABCD")))
+        if "mix" in layers:
+            n += np.count_nonzero(w[f"l{i}.mix.w"])
+    return n
+
+
+def _check_csvs(d, cb) -> int:
+    """Every array's G+ and G- back from its sparse CSV bit for bit (unlisted cells at
+    csv_unlisted_uS); returns the number of listed cells."""
+    man, listed = cb.manifest, 0
+    a, g0 = man["array"], np.float32(man["files"]["csv_unlisted_uS"])
+    for i, name in enumerate(man["files"]["csv"]):
+        lines = (d / name).read_text().splitlines()
+        assert lines[0] == "row,col,g_plus_uS,g_minus_uS" == ",".join(CSV_COLUMNS)
+        G = np.full((2, a["rows"], a["cols"]), g0, np.float32)  # (2, R, C)
+        rows = np.loadtxt(lines[1:], delimiter=",", ndmin=2)  # (m, 4)
+        r, c = rows[:, 0].astype(int), rows[:, 1].astype(int)
+        assert np.all(np.diff(r * a["cols"] + c) > 0)  # row-major, every cell at most once
+        G[0, r, c], G[1, r, c] = rows[:, 2].astype(np.float32), rows[:, 3].astype(np.float32)
+        np.testing.assert_array_equal(G[0], cb.tables["G_plus"][i], err_msg=name)
+        np.testing.assert_array_equal(G[1], cb.tables["G_minus"][i], err_msg=name)
+        listed += len(rows)
+    return listed
+
+
 def test_write_and_load_round_trip(written):
     cb, d = written
     back = load_crossbar(d.parent)
     assert back.manifest == json.loads(json.dumps(cb.manifest))
+    assert set(back.tables) == set(cb.tables)
     for k, v in cb.tables.items():
         np.testing.assert_array_equal(back.tables[k], v)
         assert back.tables[k].dtype == v.dtype
-    gp = np.loadtxt(d / "array_001_gplus.csv", delimiter=",", dtype=np.float32)
-    np.testing.assert_array_equal(gp, cb.tables["G_plus"][1])
-    gm = np.loadtxt(d / "array_001_gminus.csv", delimiter=",", dtype=np.float32)
-    np.testing.assert_array_equal(gm, cb.tables["G_minus"][1])
     assert back.manifest["calibration"]["calibrated"]
     assert all(np.all(np.asarray(v) > 0) for g in back.manifest["groups"]
                for v in g["adc_fs"].values())
+
+
+def test_sparse_csv_holds_exactly_the_nonzero_cells(written):
+    """Every G of every array back from its CSV bit for bit; one line per nonzero code."""
+    cb, d = written
+    man, listed = cb.manifest, _check_csvs(d, cb)
+    assert man["files"]["csv"] == [f"array_{a:03d}.csv" for a in range(man["array"]["count"])]
+    assert man["files"]["csv_unlisted_uS"] == man["g_min"] == 1.0
+    spec = make_spec((4, 20), H=8)
+    assert listed == man["totals"]["nonzero_cells"] == _nonzero_codes(spec, make_weights(spec),
+                                                                      ("s4d", "mix"))
+    csv_bytes = sum((d / n).stat().st_size for n in man["files"]["csv"])
+    assert csv_bytes < 40 * (listed + len(man["files"]["csv"]))  # sparse: ~30 bytes a line
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in d.iterdir())
+
+
+def test_tables_npz_is_compressed_and_holds_levels(written):
+    _, d = written
+    with zipfile.ZipFile(d / "tables.npz") as z:
+        assert {i.filename for i in z.infolist()} == {f"{k}.npy" for k in TABLES}
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    with np.load(d / "tables.npz", allow_pickle=False) as z:
+        assert z["level_plus"].dtype == np.uint8  # 8-bit codes: levels 0..128
+
+
+def test_g_min_off_the_float32_grid(tmp_path):
+    """Regression: g_min = 1.3 (float32 1.29999995) was kept below g_min, as numpy 2 compared
+    float32 with float in float32; G and unlisted cells now sit at 1.30000007."""
+    spec = make_spec((3, 5), H=4)
+    cfg = CrossbarConfig(g_min=1.3, g_max=30.0, array_rows=16, array_cols=16)
+    cb = build_crossbar(spec, make_weights(spec, seed=2), cfg)
+    d = write_crossbar(tmp_path, cb)
+    g0 = cb.manifest["files"]["csv_unlisted_uS"]
+    assert np.float32(g0) == cb.tables["G_plus"].min() and g0 >= 1.3 > float(np.float32(1.3))
+    assert _check_csvs(d, cb) > 0
+    load_crossbar(d)
 
 
 def _corrupt_manifest(d, edit) -> None:
@@ -252,11 +300,23 @@ CORRUPT = [
     ("manifest", _set(["config", "g_max"], "high"), r"config\.g_max"),
     ("manifest", _set(["format"], "other"), r"manifest\.json\.format"),
     ("manifest", _set(["groups", 0, "col_gain", "u_state", 0], 9.0), r"tables\.npz: col_gain"),
-    ("tables", lambda t: t["G_plus"].__setitem__((0, 0, 0), 99.0), r"tables\.npz: G_plus.*g_max"),
+    ("manifest", _set(["groups", 0, "delta_g", "A"], 1.0), r"groups\[0\]\.delta_g\.A"),
+    ("manifest", _set(["version"], 1), r"manifest\.json\.version: this qs4d reads 2"),
+    ("manifest", _set(["config", "drift_t0"], 0.0),
+     r"json\.config: CrossbarConfig\.drift_t0: must be > 0"),
+    ("manifest", _set(["files", "csv_unlisted_uS"], 2.0), r"manifest\.json\.files\.csv_unlisted"),
+    ("manifest", _set(["files", "csv", 1], "../array_001.csv"), r"manifest\.json\.files\.csv"),
+    # G in [g_min, g_max]: a level above the cell's top (q_A = 128), or on a structural zero
+    ("tables", lambda t: t["level_plus"].__setitem__((0, 0, 0), 200),
+     r"tables\.npz: level_plus\[0, 0, 0\] = 200 is above the top level 128 of its cell \(A\)"),
+    ("tables", lambda t: t["level_minus"].__setitem__((0, 0, 1), 1),
+     r"tables\.npz: level_minus\[0, 0, 1\] = 1 .* top level 0 of its cell \(zero\)"),
+    ("tables", lambda t: t.__setitem__("level_plus", t["level_plus"].astype(np.float32)),
+     r"tables\.npz: level_plus: expected shape \(\d+, 32, 32\) uint, got .* float32"),
     ("tables", lambda t: t.__setitem__("row_gain", t["row_gain"][:, :5]),
      r"tables\.npz: row_gain: expected shape"),
     ("tables", lambda t: t.pop("cell_kind"), r"tables\.npz: missing arrays \['cell_kind'\]"),
-    ("tables", lambda t: t.__setitem__("G_minus", t["G_minus"].astype(object)),
+    ("tables", lambda t: t.__setitem__("level_minus", t["level_minus"].astype(object)),
      r"tables\.npz: cannot read"),
 ]
 
@@ -270,12 +330,47 @@ def test_loader_rejects_corruption(written, tmp_path, where, edit, message):
         load_crossbar(dst)
 
 
-def test_missing_csv_is_named(written, tmp_path):
+def _edit_line(i, new):
+    def edit(text):
+        lines = text.split("\n")
+        lines[i] = new(lines[i])
+        return "\n".join(lines)
+    return edit
+
+
+CSV_CORRUPT = [
+    (_edit_line(0, lambda ln: "row,col,gp,gm"), r"array_001\.csv: line 1 \(header\)"),
+    (_edit_line(3, lambda ln: ln.rsplit(",", 1)[0] + ",1.5"),
+     r"array_001\.csv: line 4 \(row,col,g_plus_uS,g_minus_uS\): '.*,1\.5' but tables\.npz"),
+    (_edit_line(2, lambda ln: ""), r"array_001\.csv: line 3 "),  # a cell left out
+    (lambda text: text + "31,0,1,1\n", r"array_001\.csv: line \d+ .*'31,0,1,1' but .*'end of"),
+    (lambda text: text[:-1], r"array_001\.csv: differs in line breaks"),
+    (None, r"array_001\.csv: cannot read"),  # the file is missing
+]
+
+
+@pytest.mark.parametrize("edit,message", CSV_CORRUPT)
+def test_loader_rejects_a_csv_that_disagrees(written, tmp_path, edit, message):
     cb, _ = written
-    dst = write_crossbar(tmp_path, cb)
-    (dst / "array_002_gminus.csv").unlink()
-    with pytest.raises(CrossbarError, match="array_002_gminus.csv"):
-        load_crossbar(dst)
+    p = write_crossbar(tmp_path, cb) / "array_001.csv"
+    if edit is None:
+        p.unlink()
+    else:
+        p.write_bytes(edit(p.read_text()).encode())
+    with pytest.raises(CrossbarError, match=message):
+        load_crossbar(p.parent)
+
+
+def test_rewrite_removes_stale_array_files(written, tmp_path):
+    cb, _ = written
+    d = tmp_path / "crossbar"
+    d.mkdir()
+    for name in ("array_000_gplus.csv", "array_999.csv", "notes.txt"):
+        (d / name).write_text("old\n")
+    write_crossbar(tmp_path, cb)
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        [*cb.manifest["files"]["csv"], "manifest.json", "notes.txt", "tables.npz"])
+    load_crossbar(d)
 
 
 def test_build_rejects_bad_weights():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from test_crossbar import ALL, calib, make_spec, make_weights  # tests/ is on sys.path
 
-from qs4d.export.crossbar import build_crossbar, write_crossbar
-from qs4d.runtime.crossbar_io import block_layout
-from qs4d.runtime.imssa import ImssaStep
-from qs4d.runtime.reference import FloatStep, dequantize_weights
-from qs4d.runtime.spec import CrossbarConfig
+from qs4d.export.crossbar import build_crossbar, s4d_block, write_crossbar
+from qs4d.runtime.crossbar_io import block_layout, s4d_kinds
+from qs4d.runtime.imssa import ImssaStep, s4d_unblock
+from qs4d.runtime.reference import FloatStep, dequantize_weights, rotate
+from qs4d.runtime.spec import CrossbarConfig, SpecError
 
 
 def run(step, x: np.ndarray) -> tuple:
@@ -57,6 +57,25 @@ def test_ideal_equals_float_step(R, C, layers, per_channel):
     assert rel(y_sim, y_ref) < 1e-5
     for a, b in zip(s_sim, s_ref):
         assert a.dtype == np.float32 and rel(a, b) < 1e-5
+
+
+def test_block_layout_matches_reference_step():
+    """The block times [s; u; u] equals the float step of the integer codes (DESIGN section 3)."""
+    rng = np.random.default_rng(0)
+    H, P = 3, 5
+    A, Bm = rng.integers(-9, 10, (H, 2, P)), rng.integers(-9, 10, (H, 2, P))
+    C, D = rng.integers(-9, 10, (H, 2 * P)), rng.integers(-9, 10, H)
+    M = s4d_block(A, Bm, C, D)  # (H, 2P+1, 2P+2)
+    s, u = rng.normal(size=(H, 2 * P)), rng.normal(size=H)
+    out = np.einsum("hrc,hc->hr", M, np.c_[s, u, u])  # (H, 2P+1)
+    ar, ai = rotate(A[:, 0], A[:, 1], s[:, :P], s[:, P:])
+    np.testing.assert_allclose(out[:, :P], ar + Bm[:, 0] * u[:, None])
+    np.testing.assert_allclose(out[:, P:2 * P], ai + Bm[:, 1] * u[:, None])
+    np.testing.assert_allclose(out[:, 2 * P], (C * s).sum(1) + D * u)
+    back = s4d_unblock(M)
+    for k, v in {"A": A, "B": Bm, "C": C, "D": D}.items():
+        np.testing.assert_array_equal(back[k], v)
+    assert (s4d_kinds(P) > 0).sum() == 8 * P + 1
 
 
 def test_nothing_mapped_is_float_step_bit_for_bit(model):
@@ -151,6 +170,15 @@ def test_drift(model):
     np.testing.assert_allclose(sim.conductances("l1.s4d")[0], g0 * 100.0 ** -0.05)
     with pytest.raises(ValueError, match="t must be > 0"):
         sim.set_time(0.0)
+
+
+@pytest.mark.parametrize("t0", [0.0, -1.0, float("nan")])
+def test_drift_t0_checked_by_the_config(t0):
+    """drift_t0 must be > 0 with or without drift: the clock starts there (CrossbarConfig)."""
+    with pytest.raises(SpecError, match=r"CrossbarConfig\.drift_t0: must be > 0"):
+        CrossbarConfig(drift_t0=t0)
+    with pytest.raises(SpecError, match="drift_t0"):
+        CrossbarConfig.from_dict({"drift_nu": 0.1, "drift_t0": t0})
 
 
 def test_levels_at_programming(model):
