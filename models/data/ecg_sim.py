@@ -109,10 +109,10 @@ def _sinus_template(rng: np.random.Generator, gain: float) -> np.ndarray:
 
 def _wide_template(rng: np.random.Generator, gain: float, focus: float, spike: float) -> np.ndarray:
     """Wide bizarre QRS from `focus` (degrees), discordant T; a pacing spike if spike != 0."""
-    m = gain * rng.uniform(1.3, 2.5)
+    m = gain * rng.uniform(1.2, 2.0)
     rows = [
         (_proj(m, focus), 0.0, rng.uniform(0.022, 0.034), KIND_QRS),
-        (_proj(m * rng.uniform(0.2, 0.6), focus + 180), rng.choice([-1, 1]) * rng.uniform(0.03, 0.05),
+        (_proj(m * rng.uniform(0.2, 0.5), focus + 180), rng.choice([-1, 1]) * rng.uniform(0.03, 0.05),
          rng.uniform(0.015, 0.028), KIND_QRS),
         (_proj(m * rng.uniform(0.3, 0.6), focus + 180 + rng.normal(0, 15)), rng.uniform(0.27, 0.34),
          rng.uniform(0.06, 0.085), KIND_T),
@@ -258,6 +258,29 @@ def rhythm(subj: Subject, rng: np.random.Generator, duration: float):
 # Morphology and rendering
 # ---------------------------------------------------------------------------------------------
 
+def _qrs_peak(w: np.ndarray) -> float:
+    """Largest |QRS| of template rows w (W, 4), on a 2.8 ms grid over +-100 ms."""
+    q = w[w[:, 3] == KIND_QRS]  # (Wq, 4)
+    t = np.linspace(-0.1, 0.1, 73)  # (G,)
+    return float(np.abs((q[:, :1] * np.exp(-0.5 * ((t - q[:, 1:2]) / q[:, 2:3]) ** 2)).sum(0)).max())
+
+
+def _fusion(subj: Subject, rng: np.random.Generator) -> np.ndarray:
+    """A fusion beat: a per-beat blend of the sinus and ventricular templates (W, 4), the
+    ventricular wavefront a little earlier; never smaller than 0.6 of the smaller of the two."""
+    a = rng.uniform(0.3, 0.7)
+    n, v = subj.n_wave.copy(), subj.v_waves[0].copy()
+    n[n[:, 3] != KIND_P, 0] *= 1 - a
+    v[:, 0] *= a
+    v[:, 1] -= rng.uniform(0.01, 0.03)
+    w = np.concatenate([n, v])
+    floor = 0.6 * min(_qrs_peak(subj.n_wave), _qrs_peak(subj.v_waves[0]))
+    peak = _qrs_peak(w)
+    if peak < floor:  # opposite polarities cancelled: keep the fused QRS visible
+        w[w[:, 3] == KIND_QRS, 0] *= floor / peak
+    return w
+
+
 def _beat_waves(subj: Subject, rng: np.random.Generator, t: np.ndarray, k: np.ndarray):
     """All waves of all beats as rows [amp, centre time, sigma, kind] (W, 4)."""
     rr_prev = np.clip(np.diff(t, prepend=t[0] - subj.rr0), 0.3, 2.0)  # (n,)
@@ -271,12 +294,7 @@ def _beat_waves(subj: Subject, rng: np.random.Generator, t: np.ndarray, k: np.nd
         elif k[i] == Q_:
             w = subj.q_wave.copy()
         elif k[i] == F_:
-            a = rng.uniform(0.3, 0.7)
-            n, v = subj.n_wave.copy(), subj.v_waves[0].copy()
-            n[n[:, 3] != KIND_P, 0] *= 1 - a
-            v[:, 0] *= a
-            v[:, 1] -= rng.uniform(0.01, 0.03)  # the ventricular wavefront starts first
-            w = np.concatenate([n, v])
+            w = _fusion(subj, rng)
         else:
             w = subj.n_wave.copy()
             if k[i] == S_:
