@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(int(os.environ.get("QS4D_THREADS", min(2, os.cpu_count() or 1))))
     tcfg, mcfg, qcfg = load_recipe(args.config, args.set)
     _, metrics = run(tcfg, mcfg, qcfg, Path(args.out), resume=args.resume)
     print(json.dumps(metrics, indent=2, sort_keys=True))
