@@ -78,7 +78,7 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
     X, y = task.train
     model.train()
     perm = torch.randperm(len(X), generator=gen)
-    n_batches = math.ceil(len(X) / tcfg.batch_size)
+    n_batches = batches_per_epoch(task, tcfg, model.quant is not None)
     total, bar = 0.0, Progress(n_batches, desc)
     for b in range(n_batches):
         idx = perm[b * tcfg.batch_size:(b + 1) * tcfg.batch_size]
@@ -93,6 +93,11 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
         bar.update(loss=f"{total / (b + 1):.3f}")
     bar.close()
     return total / n_batches
+
+
+def batches_per_epoch(task: Task, tcfg: TrainConfig, qat: bool) -> int:
+    n = math.ceil(len(task.train[0]) / tcfg.batch_size)
+    return min(n, tcfg.qat_batches) if qat and tcfg.qat_batches else n
 
 
 def _enter_phase(model, phase: str, tcfg: TrainConfig, qcfg: QuantConfig, task: Task) -> dict:
@@ -137,10 +142,11 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
         opt = torch.optim.AdamW(param_groups(model, tcfg, lr))
         if opt_state:
             opt.load_state_dict(opt_state)
-        steps = max(1, epochs[phase] * math.ceil(len(task.train[0]) / tcfg.batch_size))
+        per_epoch = batches_per_epoch(task, tcfg, phase == "qat")
+        steps = max(1, epochs[phase] * per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s, n=steps: 0.5 * (1 + math.cos(math.pi * min(1.0, s / n))))
-        for _ in range(start_epoch * math.ceil(len(task.train[0]) / tcfg.batch_size)):
+        for _ in range(start_epoch * per_epoch):
             sched.step()
         gen = torch.Generator().manual_seed(tcfg.seed + 7919 * PHASES.index(phase))
         for _ in range(start_epoch):

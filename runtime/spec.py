@@ -341,13 +341,15 @@ class TrainConfig(_Config):
     max_train: int = 0  # cap on training examples (0 = all)
     label_smoothing: float = 0.0
     init: str = ""  # start from this checkpoint's weights (e.g. a float run's float.pt)
+    qat_batches: int = 0  # batches per QAT epoch (0 = the whole training set)
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
             raise SpecError(f"TrainConfig.task: 'toy', 'kws' or 'ecg', got {self.task!r}")
         if self.batch_size < 1:
             raise SpecError(f"TrainConfig.batch_size: must be >= 1, got {self.batch_size}")
-        for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train"):
+        for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train",
+                     "qat_batches"):
             if getattr(self, name) < 0:
                 raise SpecError(f"TrainConfig.{name}: must be >= 0, got {getattr(self, name)}")
 
