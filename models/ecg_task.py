@@ -6,7 +6,8 @@ Glossary: n beats, L window length (feature rows), K = 5 classes.
 
 Each window ends at the row the streaming runtime reads for the beat (R + decision delay), so
 `pooling = "last"` trains exactly the posterior the device reports. Minority classes are
-oversampled in training to at most a quarter of the N count.
+oversampled in training to at most a quarter of the N count, and every training window gets
+one augmented copy (gain and noise).
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def _oversample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate(idx)
 
 
+def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple:
+    """The windows plus one copy with a random gain (0.6-1.5x) and white noise (0-0.05 mV)."""
+    n = len(x)
+    gain = torch.from_numpy(rng.uniform(0.6, 1.5, (n, 1, 1)).astype(np.float32))
+    sigma = torch.from_numpy(rng.uniform(0.0, 0.05, (n, 1, 1)).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+    return torch.cat([x, x * gain + sigma * noise]), torch.cat([y, y])
+
+
 def ecg_task(cfg: TrainConfig) -> Task:
     if not cfg.data:
         raise ValueError("the ecg task needs train.data = a folder built by `qs4d data ecg`")
@@ -56,5 +66,6 @@ def ecg_task(cfg: TrainConfig) -> Task:
     idx = _oversample(tr.y, rng)
     if cfg.max_train and cfg.max_train < len(idx):
         idx = rng.choice(idx, cfg.max_train, replace=False)
-    return Task(train=tensors(tr, idx), val=tensors(split["validation"]),
+    x, y = tensors(tr, idx)
+    return Task(train=augment(x, y, rng), val=tensors(split["validation"]),
                 test=tensors(split["test"]), labels=AAMI, frontend=wcfg.frontend)
