@@ -19,14 +19,19 @@ UNIFORM_KEYS = {"bits", "weight_bits", "state_bits", "act_bits", "adc_bits", "pe
 def quant_from_dict(d: dict, where: str = "quant") -> QuantConfig:
     if not d:
         return QuantConfig()
-    if set(d) & UNIFORM_KEYS:
+    if set(d) & (UNIFORM_KEYS - {"learn_scales"}):
         unknown = sorted(set(d) - UNIFORM_KEYS)
         if unknown:
             raise SpecError(f"{where}: unknown key(s) {unknown} in the compact form")
         if "bits" not in d:
             raise SpecError(f"{where}.bits: required in the compact form")
+        for k, v in d.items():
+            want_bool = k in ("per_channel", "learn_scales")
+            if isinstance(v, bool) != want_bool or not isinstance(v, int):
+                kind = "true/false" if want_bool else "an integer"
+                raise SpecError(f"{where}.{k}: expected {kind}, got {v!r}")
         kw = {k: v for k, v in d.items() if k != "bits"}
-        return QuantConfig.uniform(int(d["bits"]), **kw)
+        return QuantConfig.uniform(d["bits"], **kw)
     return QuantConfig.from_dict(d, where)
 
 

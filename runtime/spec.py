@@ -51,9 +51,13 @@ def _check_keys(cls: type, d: Any, where: str) -> None:
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Turn JSON lists back into tuples and check scalar types against the default."""
-    if isinstance(value, list):
+    """Check a JSON value against the field's default type; JSON lists become tuples."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where}: expected a list, got {value!r}")
         return tuple(value)
+    if isinstance(value, (list, tuple, dict)) and not isinstance(default, dict):
+        raise SpecError(f"{where}: expected a single value, got {value!r}")
     if isinstance(default, bool) and not isinstance(value, bool):
         raise SpecError(f"{where}: expected true/false, got {value!r}")
     if isinstance(default, int) and not isinstance(default, bool):
@@ -376,7 +380,10 @@ class Spec(_Config):
         model = ModelConfig.from_dict(d["model"], f"{where}.model")
         quant = QuantConfig.from_dict(d.get("quant", {}), f"{where}.quant")
         frontend = FrontendConfig.from_dict(d.get("frontend", {}), f"{where}.frontend")
-        labels = tuple(d.get("labels", ()))
+        labels = d.get("labels", ())
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(x, str) for x in labels):
+            raise SpecError(f"{where}.labels: expected a list of strings, got {labels!r}")
+        labels = tuple(labels)
         if labels and len(labels) != model.n_classes:
             raise SpecError(f"{where}.labels: {len(labels)} labels for {model.n_classes} classes")
         metrics = d.get("metrics", {})
