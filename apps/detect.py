@@ -1,0 +1,116 @@
+"""Keyword decisions from per-step logits (numpy only): smoothed posteriors, a threshold, one
+detection per utterance, and a refractory period.
+
+Glossary: T steps in a chunk, K classes, W smoothing window (steps).
+
+Per step t, with p[t] = softmax(logits[t]) (K,):
+    smooth[t] = (p[t-W+1] + ... + p[t]) / W          steps before the first count as zeros
+    a keyword k fires at t when
+        smooth[t, k] >= threshold,  k is not a filler class (_unknown_, _silence_),
+        k is armed (its smoothed posterior fell below release * threshold since it last fired),
+        and t - (step of the last detection of any keyword) >= refractory.
+    When several keywords qualify, the one with the highest smoothed posterior fires.
+A word held longer than the refractory period still fires once: it stays disarmed until its
+posterior drops. The state (window history, arming, last detection) carries across chunks, so
+the decisions never depend on how the logits were cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FILLERS = ("_unknown_", "_silence_")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    threshold: float = 0.7
+    smooth_steps: int = 30  # W
+    refractory_steps: int = 80
+    release: float = 0.5  # re-arm below release * threshold
+    fillers: tuple = FILLERS
+
+    def __post_init__(self):
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"DetectorConfig.threshold: must be in (0, 1], got {self.threshold}")
+        if self.smooth_steps < 1:
+            raise ValueError(f"DetectorConfig.smooth_steps: must be >= 1, got {self.smooth_steps}")
+        if self.refractory_steps < 0:
+            raise ValueError(f"DetectorConfig.refractory_steps: must be >= 0, got "
+                             f"{self.refractory_steps}")
+        if not 0.0 <= self.release <= 1.0:
+            raise ValueError(f"DetectorConfig.release: must be in [0, 1], got {self.release}")
+
+    @classmethod
+    def from_ms(cls, hop_ms: float, threshold: float = 0.7, smooth_ms: float = 300.0,
+                refractory_ms: float = 800.0, release: float = 0.5) -> DetectorConfig:
+        """Window and refractory period given in milliseconds of a front end's hop."""
+        if hop_ms <= 0:
+            raise ValueError(f"hop_ms must be > 0, got {hop_ms}")
+        return cls(threshold=threshold, smooth_steps=max(1, int(round(smooth_ms / hop_ms))),
+                   refractory_steps=max(0, int(round(refractory_ms / hop_ms))), release=release)
+
+
+@dataclass(frozen=True)
+class Detection:
+    step: int  # model step that fired, counted from the stream's start
+    label: str
+    confidence: float  # smoothed posterior of the label at that step
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Detector:
+    """Streaming keyword detector over logits rows (T, K) of one stream."""
+
+    def __init__(self, labels: tuple, cfg: DetectorConfig = DetectorConfig()):
+        self.labels, self.cfg = tuple(labels), cfg
+        self.K = len(self.labels)
+        if self.K < 1:
+            raise ValueError("Detector: need at least one label")
+        self.keywords = np.array([lab not in cfg.fillers for lab in self.labels])  # (K,)
+        self.reset()
+
+    def reset(self) -> None:
+        W = self.cfg.smooth_steps
+        self._hist = np.zeros((W - 1, self.K))  # (W-1, K) the last posteriors
+        self._armed = np.ones(self.K, bool)  # (K,)
+        self._last = None  # step of the last detection
+        self.steps = 0
+
+    def smooth(self, logits: np.ndarray) -> np.ndarray:
+        """Smoothed posteriors (T, K) of new logits rows; advances the window."""
+        z = np.asarray(logits)
+        if z.ndim != 2 or z.shape[1] != self.K:
+            raise ValueError(f"Detector: logits of shape {z.shape}, expected (T, {self.K})")
+        W = self.cfg.smooth_steps
+        p = np.concatenate([self._hist, softmax(z)])  # (W-1+T, K)
+        win = np.lib.stride_tricks.sliding_window_view(p, W, axis=0)  # (T, K, W)
+        out = win.sum(axis=-1) / W  # (T, K) each row summed alone: chunking never matters
+        self._hist = p[len(p) - (W - 1):] if W > 1 else p[:0]
+        return out
+
+    def update(self, logits: np.ndarray) -> tuple[list[Detection], np.ndarray]:
+        """Detections among new logits rows (T, K), and their smoothed posteriors (T, K)."""
+        sm = self.smooth(logits)  # (T, K)
+        cfg, out = self.cfg, []
+        for t, row in enumerate(sm):
+            step = self.steps + t
+            self._armed |= row < cfg.release * cfg.threshold
+            ok = self.keywords & self._armed & (row >= cfg.threshold)  # (K,)
+            if not ok.any():
+                continue
+            if self._last is not None and step - self._last < cfg.refractory_steps:
+                continue
+            k = int(np.argmax(np.where(ok, row, -1.0)))
+            out.append(Detection(step=step, label=self.labels[k], confidence=float(row[k])))
+            self._armed[k] = False
+            self._last = step
+        self.steps += len(sm)
+        return out, sm

@@ -1,0 +1,145 @@
+"""ECG signal sources for `qs4d ecg`: the bundled record 208 excerpt, WFDB records (with their
+beat annotations when present), CSV files and text on stdin; chunked at real-time pace or as
+fast as possible.
+
+Glossary: L samples, n annotated beats.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qs4d.runtime.records import load_record208
+
+from .sources import Chunk, resample
+
+# MIT-BIH beat symbol -> AAMI class (ANSI/AAMI EC57); other annotations are not beats.
+AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("aAJS", "S"),
+                  **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ", "Q")}
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    signal: np.ndarray  # (L,) float32, mV, at fs
+    fs: int
+    ref_samples: np.ndarray | None = None  # (n,) annotated beats (samples at fs)
+    ref_labels: np.ndarray | None = None  # (n,) AAMI letters
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.signal) / self.fs
+
+
+def record208() -> Record:
+    x, fs = load_record208()
+    return Record("mitdb-208 (first 5 min, MLII)", x, fs)
+
+
+def read_wfdb(path: str | Path, lead: str = "MLII") -> Record:
+    """A WFDB record (header path without extension); beats from PATH.atr when it exists."""
+    import wfdb
+
+    path = str(path)
+    for ext in (".hea", ".dat"):
+        if path.endswith(ext):
+            path = path[: -len(ext)]
+    rec = wfdb.rdrecord(path)
+    names = list(rec.sig_name or [])
+    ch = names.index(lead) if lead in names else 0
+    x = np.asarray(rec.p_signal[:, ch], np.float32)  # (L,)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x)
+    ref = labels = None
+    if Path(path + ".atr").exists():
+        ann = wfdb.rdann(path, "atr")
+        keep = [i for i, s in enumerate(ann.symbol) if s in AAMI_OF_SYMBOL]
+        ref = np.asarray(ann.sample, np.int64)[keep]
+        labels = np.asarray([AAMI_OF_SYMBOL[ann.symbol[i]] for i in keep])
+    return Record(f"{Path(path).name} ({names[ch] if names else 'lead 0'})", x, int(rec.fs),
+                  ref, labels)
+
+
+def _parse_rows(lines: list[str]) -> np.ndarray:
+    """Numeric rows of a CSV (comma, semicolon, tab or space separated); a header is skipped."""
+    rows = []
+    for i, line in enumerate(lines):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        parts = s.replace(";", ",").replace("\t", ",").replace(" ", ",").split(",")
+        try:
+            rows.append([float(p) for p in parts if p != ""])
+        except ValueError:
+            if rows:
+                raise ValueError(f"line {i + 1}: not numeric: {s[:60]!r}") from None
+    if not rows or len({len(r) for r in rows}) != 1:
+        raise ValueError("expected rows with the same number of numeric columns")
+    return np.asarray(rows, np.float64)  # (L, columns)
+
+
+def read_csv(path: str | Path, fs: int | None) -> Record:
+    """One column: samples in mV at fs. Two or more: time (s) and mV; fs from the times."""
+    try:
+        a = _parse_rows(Path(path).read_text().splitlines())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from e
+    if a.shape[1] == 1:
+        if fs is None:
+            raise ValueError(f"{path}: one column of samples; give its rate with --fs")
+        return Record(Path(path).name, a[:, 0].astype(np.float32), int(fs))
+    dt = np.diff(a[:, 0])
+    if not len(dt) or not (dt > 0).all():
+        raise ValueError(f"{path}: first column must be increasing times in seconds")
+    rate = int(round(1.0 / float(np.median(dt))))
+    return Record(Path(path).name, a[:, 1].astype(np.float32), rate)
+
+
+def conform(rec: Record, fs: int) -> Record:
+    """The record at the model's rate (resampled; annotation samples rescaled)."""
+    if rec.fs == fs:
+        return rec
+    x = resample(rec.signal, rec.fs, fs)
+    ref = None if rec.ref_samples is None else np.rint(rec.ref_samples * fs / rec.fs).astype(
+        np.int64)
+    return Record(f"{rec.name} @ {rec.fs}->{fs} Hz", x, fs, ref, rec.ref_labels)
+
+
+def chunks(x: np.ndarray, fs: int, chunk_s: float, realtime: bool):
+    """Chunks of a whole signal; at real-time pace each is yielded when its last sample would
+    have been acquired."""
+    n = max(1, int(round(chunk_s * fs)))
+    t0 = time.perf_counter()
+    for a in range(0, len(x), n):
+        piece = x[a: a + n]
+        end_s = (a + len(piece)) / fs
+        if realtime:
+            delay = t0 + end_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            yield Chunk(piece, end_s, t0 + end_s)
+        else:
+            yield Chunk(piece, end_s, time.perf_counter())
+
+
+def text_chunks(f, fs: int, chunk_s: float):
+    """Samples in mV, one number per line, from a text stream; paced by the producer."""
+    n = max(1, int(round(chunk_s * fs)))
+    buf: list[float] = []
+    seen = 0
+    for line in f:
+        s = line.strip()
+        if not s:
+            continue
+        buf.append(float(s.split(",")[-1]))
+        if len(buf) == n:
+            seen += n
+            yield Chunk(np.asarray(buf, np.float32), seen / fs, time.perf_counter())
+            buf = []
+    if buf:
+        seen += len(buf)
+        yield Chunk(np.asarray(buf, np.float32), seen / fs, time.perf_counter())

@@ -1,0 +1,375 @@
+"""The apps in-process on tiny bundles made here: `qs4d kws --wav`, `qs4d ecg --csv/--wfdb`,
+`qs4d profile`; sources and resampling, the PNG writer, costs and the energy model, the torch
+reference step, and import hygiene."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+
+from qs4d.apps import costs, energy, kws
+from qs4d.apps import ecg as ecg_app
+from qs4d.apps import profile as profile_app
+from qs4d.apps.detect import Detector, DetectorConfig
+from qs4d.apps.font import render
+from qs4d.apps.png import Canvas, encode_png
+from qs4d.apps.rhythm import analyze
+from qs4d.apps.sources import RawSource, StreamResampler, WavSource, read_wav, resample
+from qs4d.runtime.ecg import BeatStream, ecg_frontend_config
+from qs4d.runtime.records import load_record208
+from qs4d.runtime.spec import FrontendConfig, ModelConfig, QuantConfig, Spec
+from qs4d.runtime.stream import load
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "apps" / "data"
+KWS_LABELS = tuple("zero one two three four five six seven eight nine".split()) + (
+    "_unknown_", "_silence_")
+AAMI = ("N", "S", "V", "F", "Q")
+
+
+def make_bundle(out: Path, kind: str, seed: int = 0) -> Path:
+    """A tiny random QAT bundle (1 layer, H = 8, N = 8) with a logmel or ecg front end."""
+    torch = pytest.importorskip("torch")
+    from qs4d.export.cli import export_model
+    from qs4d.models.model import S4DClassifier
+    from qs4d.models.qmodel import attach_quant, calibrate
+    from qs4d.runtime.ecg import EcgFrontend
+    from qs4d.runtime.frontend import LogMel
+
+    rng = np.random.default_rng(seed)
+    if kind == "logmel":
+        fe, labels = FrontendConfig(kind="logmel", sample_rate=16000, n_mels=40), KWS_LABELS
+        feats = LogMel(fe).frames((0.1 * rng.standard_normal(16000)).astype(np.float32))
+    else:
+        fe, labels = ecg_frontend_config(), AAMI
+        feats = EcgFrontend(fe).process(load_record208()[0][:3600])
+    cfg = ModelConfig(d_input=feats.shape[1], d_model=8, d_state=8, n_layers=1,
+                      n_classes=len(labels), norm="none")
+    m = S4DClassifier(cfg, seed=seed)
+    m.eval()
+    attach_quant(m, QuantConfig.uniform(8, weight_bits=4))
+    calibrate(m, torch.from_numpy(feats)[None])
+    return export_model(m, out, frontend=fe, labels=labels, calib_x=feats[:, None, :],
+                        name=f"tiny-{kind}")
+
+
+@pytest.fixture(scope="module")
+def kws_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("apps") / "kws-tiny", "logmel")
+
+
+@pytest.fixture(scope="module")
+def ecg_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("apps") / "ecg-tiny", "ecg")
+
+
+DET_LINE = re.compile(r"(\d+\.\d+) s\s+(\S+)\s+p=(\d\.\d+)\s+latency\s+(\d+\.\d) ms")
+
+
+def offline_detections(bundle: Path, wav: Path, threshold: float) -> list:
+    model = load(bundle)
+    x, rate = read_wav(wav)
+    logits = model.stream().accept(resample(x, rate, 16000))  # (T, K)
+    det = Detector(model.labels, DetectorConfig.from_ms(10.0, threshold))
+    return [(f"{kws.step_end_s(model.spec, d.step):.2f}", d.label) for d in det.update(logits)[0]]
+
+
+def test_kws_wav_in_process_equals_offline_decisions(kws_bundle, capsys):
+    wav = DATA / "digits_allison_8k.wav"
+    model = load(kws_bundle)
+    x, rate = read_wav(wav)
+    sm = Detector(model.labels, DetectorConfig.from_ms(10.0, 0.5)).smooth(
+        model.stream().accept(resample(x, rate, 16000)))
+    threshold = float(np.round(np.quantile(sm[:, :10].max(axis=1), 0.9), 3))  # some fire
+    want = offline_detections(kws_bundle, wav, threshold)
+    assert want
+    assert kws.main([str(kws_bundle), "--wav", str(wav), "--fast", "--threshold",
+                     str(threshold), "--chunk-ms", "37"]) == 0
+    out = capsys.readouterr().out
+    got = [(m.group(1), m.group(2)) for m in DET_LINE.finditer(out)]
+    assert got == want
+    assert all(float(m.group(4)) < 1000 for m in DET_LINE.finditer(out))
+    assert re.search(r"in 12\.\d s of audio, \d+ steps; CPU .* of one core", out)
+
+
+def test_kws_rejects_other_front_ends_and_missing_source(ecg_bundle, kws_bundle, capsys):
+    assert kws.main([str(ecg_bundle), "--wav", str(DATA / "sentence_espeak_16k.wav")]) == 2
+    assert "logmel" in capsys.readouterr().err
+    assert kws.main([str(kws_bundle)]) == 2
+
+
+def test_kws_stdin_equals_wav(kws_bundle, capsys, monkeypatch):
+    import io
+    import types
+
+    wav = DATA / "sentence_espeak_16k.wav"
+    rate, x = wavfile.read(wav)
+    assert rate == 16000 and x.dtype == np.int16
+    argv = [str(kws_bundle), "--threshold", "0.1", "--smooth-ms", "50"]
+    assert kws.main(argv + ["--wav", str(wav), "--fast"]) == 0
+    from_wav = [m.group(1, 2) for m in DET_LINE.finditer(capsys.readouterr().out)]
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(x.tobytes())))
+    assert kws.main(argv + ["--stdin"]) == 0
+    from_stdin = [m.group(1, 2) for m in DET_LINE.finditer(capsys.readouterr().out)]
+    assert from_wav and from_stdin == from_wav
+
+
+def test_live_line_shows_level_and_top_posterior():
+    import io
+
+    out = io.StringIO()
+    view = kws.LiveLine(out, enabled=True)
+    view.update(np.full(1600, 0.1, np.float32), "seven", 0.42)
+    view.update(np.zeros(1600, np.float32), "six", 0.1)  # within 0.1 s: not redrawn
+    view.clear()
+    text = out.getvalue()
+    assert "level  -20.0 dBFS" in text and "seven" in text and "six" not in text
+    assert text.endswith("\r\x1b[K")
+    quiet = io.StringIO()
+    kws.LiveLine(quiet, enabled=False).update(np.ones(10, np.float32), "x", 1.0)
+    assert quiet.getvalue() == ""
+
+
+def test_wav_source_converts_rate_and_channels_and_paces(tmp_path):
+    t = np.arange(int(0.3 * 44100)) / 44100
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([tone, tone], axis=1)
+    wavfile.write(tmp_path / "s.wav", 44100, (stereo * 32767).astype(np.int16))
+    t0 = time.perf_counter()
+    chunks = list(WavSource(tmp_path / "s.wav", 16000, chunk_ms=100, realtime=True))
+    assert time.perf_counter() - t0 >= 0.28
+    y = np.concatenate([c.samples for c in chunks])
+    assert len(y) == 4800 and [len(c.samples) for c in chunks] == [1600, 1600, 1600]
+    assert chunks[-1].end_s == pytest.approx(0.3)
+    assert np.sqrt(np.mean(y[200:-200] ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+
+
+def test_raw_source_reads_int16_across_odd_reads():
+    import io
+
+    x = (np.arange(-1000, 1000, 3) * 7).astype("<i2")
+
+    class Dribble(io.BytesIO):
+        def read(self, n=-1):
+            return super().read(min(n, 333))  # odd byte counts split samples
+
+    got = np.concatenate([c.samples for c in RawSource(Dribble(x.tobytes()), 16000, 16000)])
+    np.testing.assert_array_equal(got, x.astype(np.float32) / 32768.0)
+
+
+@pytest.mark.parametrize("rate_in,rate_out", [(48000, 16000), (44100, 16000), (8000, 16000)])
+def test_stream_resampler_matches_resample_poly_and_ignores_chunking(rate_in, rate_out):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(rate_in // 2)
+    whole = StreamResampler(rate_in, rate_out).process(x)
+    r = StreamResampler(rate_in, rate_out)
+    cuts = np.cumsum(rng.integers(1, 700, 200))
+    parts = np.concatenate([r.process(p) for p in np.split(x, cuts[cuts < len(x)])])
+    np.testing.assert_allclose(parts, whole, atol=1e-6)
+    assert len(whole) == -(-len(x) * rate_out // rate_in)
+    f = Fraction(rate_out, rate_in)
+    ref = resample_poly(x, f.numerator, f.denominator)
+    d = int(round(r.delay_s * rate_out))
+    np.testing.assert_allclose(whole[d + 50: len(ref) - 50], ref[50: len(ref) - d - 50],
+                               atol=1e-5)
+
+
+def write_csv(path: Path, x: np.ndarray, fs: int, with_time: bool) -> Path:
+    if with_time:
+        rows = "\n".join(f"{i / fs:.6f},{v:.5f}" for i, v in enumerate(x))
+        path.write_text("time_s,mv\n" + rows + "\n")
+    else:
+        path.write_text("\n".join(f"{v:.5f}" for v in x) + "\n")
+    return path
+
+
+def test_ecg_csv_in_process_matches_beat_stream(ecg_bundle, tmp_path, capsys):
+    x, fs = load_record208()
+    x = np.array([float(f"{v:.5f}") for v in x[: 20 * fs]], np.float32)  # as the CSV holds it
+    direct = BeatStream(ecg_app.FeatureSteps(load(ecg_bundle)), ecg_frontend_config(),
+                        labels=AAMI).accept(x)
+    for with_time in (False, True):
+        csv = write_csv(tmp_path / f"e{with_time}.csv", x, fs, with_time)
+        png = tmp_path / "strip.png"
+        argv = [str(ecg_bundle), "--csv", str(csv), "--plot", str(png)]
+        assert ecg_app.main(argv + ([] if with_time else ["--fs", "360"])) == 0
+        out = capsys.readouterr().out
+        beats = re.findall(r"^\s+(\d+\.\d{3}) s  ([NSVFQ])  p=", out, re.M)
+        assert [(f"{e.time_s:.3f}", e.label) for e in direct] == beats
+        assert f"beats {len(direct)} over" in out and "heart rate" in out
+        assert re.search(r"CPU: .* of one core at real-time pace; 7200 model steps; \d+x real", out)
+        assert "no beat annotations" in out
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ecg_stdin_text(ecg_bundle, capsys, monkeypatch):
+    import io
+
+    x, fs = load_record208()
+    text = "\n".join(f"{v:.5f}" for v in x[: 12 * fs]) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    assert ecg_app.main([str(ecg_bundle), "--stdin", "--fs", "360", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "signal: stdin, 360 Hz" in out and "4320 model steps" in out
+    assert re.search(r"beats \d+ over", out)
+
+
+def test_ecg_wfdb_is_evaluated_against_annotations(ecg_bundle, tmp_path, capsys):
+    wfdb = pytest.importorskip("wfdb")
+    x, fs = load_record208()
+    wfdb.wrsamp("rec", fs=fs, units=["mV"], sig_name=["MLII"],
+                p_signal=x[: 15 * fs, None].astype(np.float64), fmt=["16"],
+                write_dir=str(tmp_path))
+    back = wfdb.rdrecord(str(tmp_path / "rec")).p_signal[:, 0]  # as the app reads it
+    peaks = [e.sample for e in BeatStream(ecg_app.FeatureSteps(load(ecg_bundle)),
+                                          ecg_frontend_config(), labels=AAMI).accept(back)]
+    sym = ["N" if i % 4 else "V" for i in range(len(peaks))] + ["+"]  # '+' is not a beat
+    wfdb.wrann("rec", "atr", np.array(peaks + [peaks[-1] + 5]), sym, write_dir=str(tmp_path))
+    assert ecg_app.main([str(ecg_bundle), "--wfdb", str(tmp_path / "rec"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"TP {len(peaks)}  FN 0  FP 0  Se 100.00%  +P 100.00%" in out
+    assert "accuracy" in out and "ref\\alg" in out
+
+
+def test_rhythm_hints():
+    t = np.arange(40) * 0.75  # 80 bpm
+    labs = list("NNNN" + "NVNVNVNV" + "NNNN" + "NNVNNVNNV" + "NN" + "VV" + "NN" + "VVVV"
+                + "NNNNN")
+    r = analyze(t[: len(labs)], labs)
+    kinds = [e.kind for e in r.episodes]
+    assert "ventricular bigeminy" in kinds and "ventricular trigeminy" in kinds
+    assert "ventricular couplet" in kinds and "ventricular run" in kinds
+    assert r.mean_hr == pytest.approx(80.0)
+    assert r.counts["V"] == labs.count("V")
+    fast = analyze(np.arange(10) * 0.4, list("NNNVVVVNNN"))  # 150 bpm run
+    assert [e.kind for e in fast.episodes] == ["ventricular tachycardia"]
+
+
+def test_profile_in_process(kws_bundle, tmp_path, capsys):
+    js, png = tmp_path / "p.json", tmp_path / "p.png"
+    argv = [str(kws_bundle), "--backends", "onnx,imssa,numpy", "--batch", "1,4", "--steps",
+            "20", "--repeats", "2", "--json", str(js), "--plot", str(png), "--torch"]
+    assert profile_app.main(argv) == 0
+    out = capsys.readouterr().out
+    r = json.loads(js.read_text())
+    names = {"onnx", "imssa", "numpy", "onnx-float", "torch"}
+    assert set(r["latency"]) == names
+    assert all(v["p99_s"] >= v["median_s"] > 0 and v["n"] == 40 for v in r["latency"].values())
+    assert dict(r["ratios"])["onnx / onnx-float"] == pytest.approx(
+        r["latency"]["onnx"]["median_s"] / r["latency"]["onnx-float"]["median_s"])
+    assert set(r["throughput"]["onnx"]) == {"1", "4"}
+    assert r["imssa_per_step"]["array_reads"] > 0 and r["imssa_per_step"]["adc_conversions"] > 0
+    assert set(r["energy"]) == {"digital-fp32", "digital-int", "crossbar", "jetson-nano"}
+    assert r["costs"]["macs"] == sum(t.macs for t in costs.step_terms(load(kws_bundle).spec))
+    assert "ESTIMATES" in out and "onnx / onnx-float" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert profile_app.main([str(kws_bundle), "--backends", "gpu"]) == 2
+
+
+def read_png(data: bytes) -> tuple[dict, np.ndarray]:
+    """A strict reader for what encode_png writes: chunks, CRCs, IHDR, zlib, filter 0."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, []
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos: pos + 4])
+        kind, body = data[pos + 4: pos + 8], data[pos + 8: pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n: pos + 12 + n])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        chunks.append((kind, body))
+        pos += 12 + n
+    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    w, h, depth, ctype, comp, filt, inter = struct.unpack(">IIBBBBB", chunks[0][1])
+    raw = np.frombuffer(zlib.decompress(chunks[1][1]), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return ({"w": w, "h": h, "depth": depth, "ctype": ctype, "comp": comp, "filter": filt,
+             "interlace": inter}, raw[:, 1:].reshape(h, w, 3))
+
+
+def test_png_writer_roundtrip_and_drawing():
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    head, px = read_png(encode_png(rgb))
+    assert head == {"w": 11, "h": 7, "depth": 8, "ctype": 2, "comp": 0, "filter": 0,
+                    "interlace": 0}
+    np.testing.assert_array_equal(px, rgb)
+    c = Canvas(40, 20)
+    c.line(0, 10, 39, 10, (255, 0, 0))
+    c.text(2, 2, "N1", (0, 0, 255), scale=1)
+    c.dot(100, 100, 3, (0, 255, 0))  # outside: clipped, no error
+    _, px = read_png(encode_png(c.px))
+    assert (px[10, :, 0] == 255).all() and (px[10, :, 1] == 0).all()
+    np.testing.assert_array_equal((px[2:7, 2:9] == (0, 0, 255)).all(axis=-1), render("N1"))
+    with pytest.raises(ValueError):
+        encode_png(np.zeros((3, 3), np.uint8))
+
+
+def spec_with(bits: int, weight_bits: int) -> Spec:
+    return Spec(model=ModelConfig(d_input=3, d_model=8, d_state=6, n_layers=2, n_classes=5,
+                                  norm="none"),
+                quant=QuantConfig.uniform(bits, weight_bits=weight_bits))
+
+
+def test_costs_count_macs_from_the_spec():
+    s = spec_with(8, 4)
+    F, H, P, K, L = 3, 8, 3, 5, 2
+    want = F * H + L * (4 * P * H + 2 * P * H + 2 * P * H + H + 2 * H * H + H) + H * K
+    c = costs.step_costs(s)
+    assert c.macs == want
+    assert c.state_bits == L * H * 2 * P * 8
+    w_codes = (F * H + L * 2 * H * H + H * K) * 4 + L * H * (6 * P + 1) * 8  # A B C D: 8 bits
+    assert c.weight_code_bits == w_codes
+    assert costs.step_period_s(s) == pytest.approx(1 / 16000)
+    assert costs.step_period_s(Spec(model=s.model, frontend=ecg_frontend_config(decimate=4))) \
+        == pytest.approx(4 / 360)
+
+
+def test_energy_model_is_monotone_in_bits():
+    bits = range(2, 17)
+    for f in (energy.adc, energy.dac, lambda b: energy.int_mac(b, 8), energy.int_add):
+        e = [f(b) for b in bits]
+        assert all(b > a for a, b in zip(e, e[1:]))
+    assert energy.int_mult(8, 8) == pytest.approx(energy.C.int8_mult)
+    assert energy.int_mult(32, 32) == pytest.approx(energy.C.int32_mult, rel=0.05)
+    totals = []
+    for b in (4, 6, 8, 12):
+        s = spec_with(b, b)
+        totals.append(energy.digital_int(costs.step_costs(s), costs.step_terms(s))["total"])
+    assert all(b > a for a, b in zip(totals, totals[1:]))
+    s = spec_with(8, 4)
+    per = {"analog_macs": 1000, "dac_conversions": 50, "adc_conversions": 60,
+           "digital_macs": 200, "digital_ops": 100}
+    xb = [energy.crossbar(per, b, b, costs.step_costs(s), 4)["total"] for b in (4, 6, 8, 10)]
+    assert all(b > a for a, b in zip(xb, xb[1:]))
+
+
+def test_torch_step_equals_the_float_reference(kws_bundle):
+    pytest.importorskip("torch")
+    from qs4d.models.torch_step import TorchStep
+
+    ref = load(kws_bundle, backend="numpy", float_graph=True).executor
+    ts = TorchStep.from_bundle(kws_bundle)
+    x = np.random.default_rng(0).standard_normal((30, 2, 40)).astype(np.float32)
+    s_ref, s_t = ref.init_state(2), ts.init_state(2)
+    for t in range(30):
+        a, s_ref = ref(x[t], s_ref)
+        b, s_t = ts(x[t], s_t)
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_apps_import_neither_torch_nor_sounddevice():
+    code = ("import sys, qs4d.cli, qs4d.apps.kws, qs4d.apps.ecg, qs4d.apps.profile, "
+            "qs4d.apps.mic, qs4d.apps.plot\n"
+            "bad = [m for m in ('torch', 'sounddevice', 'qs4d.models', 'qs4d.export') "
+            "if m in sys.modules]\nassert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
