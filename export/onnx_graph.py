@@ -90,3 +90,19 @@ def _np_dtype(itype: int):
 
 def np_dtype(itype: int):
     return _np_dtype(itype)
+
+
+def dequantize(g: Graph, x: str, m, x_dtype) -> str:
+    """float32(x) * m as one DequantizeLinear (zero point 0; per channel along axis 1)."""
+    m = np.asarray(m, np.float32)
+    zp = g.const(np.zeros(m.shape, x_dtype))
+    if m.ndim == 1:
+        return g.op("DequantizeLinear", x, g.const(m), zp, axis=1)
+    return g.op("DequantizeLinear", x, g.const(m), zp)
+
+
+def saturate8(g: Graph, total: str, hint: str, index: bool = False) -> str:
+    """clip(rint(total)) to int8 as one QuantizeLinear (scale 1, half to even, saturating);
+    index=True gives the uint8 code + 128, a ready lookup-table index."""
+    zp = g.const(np.uint8(128)) if index else g.const(np.int8(0))
+    return g.op("QuantizeLinear", total, g.const(np.float32(1.0)), zp, name=hint)

@@ -134,7 +134,12 @@ class _IntegerBuilder:
 
 
 def integer_model(spec: Spec, w: dict):
-    """The integer step graph of an integer bundle's weights."""
+    """The integer step graph of an integer bundle's weights (the int8 specialisation when
+    activations, state and ADC are 8-bit)."""
+    from .onnx_int8 import Int8Builder, eligible
+
+    if eligible(spec) and accumulator_bound(spec, w) < 2**31:
+        return Int8Builder(spec, w).build()
     return _IntegerBuilder(spec, w).build()
 
 
