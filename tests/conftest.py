@@ -52,6 +52,17 @@ def build_model(name: str | None, seed: int = 0, qat_steps: int = 3):
     """
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build_model(name, seed, qat_steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_model(name: str | None, seed: int, qat_steps: int):
+    import torch
+
     from qs4d.models.model import S4DClassifier
     from qs4d.models.qmodel import attach_quant, calibrate
     from qs4d.runtime.spec import ModelConfig
@@ -99,6 +110,17 @@ def export(model, out: Path, calib_seed: int = 0) -> Path:
         calib = rng.standard_normal((200, 4, model.cfg.d_input)).astype(np.float32)  # (T, B, F)
     return export_model(model, out, frontend=FrontendConfig(kind="identity"), labels=LABELS,
                         metrics={"test_acc": 0.0}, name=out.name, calib_x=calib)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: one intra-op thread is several times faster than two on a shared box."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,7 @@ from qs4d.runtime.spec import FrontendConfig
 B, L = 3, 1000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def inputs(seed: int) -> torch.Tensor:

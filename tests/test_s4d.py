@@ -17,13 +17,7 @@ from qs4d.models.qmodel import attach_quant, calibrate
 from qs4d.models.s4d import S4D
 from qs4d.runtime.spec import ModelConfig, QuantConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def gen(seed: int) -> torch.Generator:

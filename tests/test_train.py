@@ -21,14 +21,7 @@ from qs4d.models import train as train_mod
 from qs4d.models.tasks import toy_sines
 from qs4d.runtime.spec import ModelConfig, QuantConfig, TrainConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: one intra-op thread is several times faster on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # toy task (noisy sines, 10 classes, L = 64), sized to train in seconds
