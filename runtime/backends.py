@@ -11,7 +11,7 @@ import numpy as np
 
 from .bundle import Bundle, BundleError
 from .reference import FloatStep, IntegerStep, dequantize_weights
-from .spec import ONNX_FILE, ONNX_FLOAT_FILE, CrossbarConfig
+from .spec import ONNX_FILE, ONNX_FLOAT_FILE, ONNX_SPEC_KEY, CrossbarConfig, Spec, SpecError
 
 BACKENDS = ("onnx", "imssa", "numpy")
 
@@ -53,6 +53,31 @@ class OnnxStep:
         self.state_dtype = np.int32 if ins["state_0"].type == "tensor(int32)" else np.float32
         self.out_names = ["y"] + [f"new_state_{i}" for i in range(self.n_layers)]
         self.in_names = [f"state_{i}" for i in range(self.n_layers)]
+        self._check_against(bundle, path, float_graph)
+
+    def _check_against(self, bundle: Bundle, path, float_graph: bool, steps: int = 8) -> None:
+        """Refuse a graph whose spec or arithmetic disagrees with spec.json and weights.npz:
+        a few seeded steps must equal the numpy reference (bit for bit when integer)."""
+        meta = self.sess.get_modelmeta().custom_metadata_map.get(ONNX_SPEC_KEY)
+        try:
+            same = meta is not None and Spec.from_json(meta).to_dict() == bundle.spec.to_dict()
+        except SpecError:
+            same = False
+        if not same:
+            raise BundleError(f"{path}: metadata {ONNX_SPEC_KEY!r} differs from spec.json")
+        ref = make_executor(bundle, "numpy", float_graph=float_graph)
+        rng = np.random.default_rng(0)
+        xs = rng.standard_normal((steps, 2, bundle.spec.model.d_input)).astype(np.float32)
+        s_ref, s_onnx = ref.init_state(2), self.init_state(2)
+        exact = self.state_dtype == np.int32
+        for x in xs:
+            y_ref, s_ref = ref(x, s_ref)
+            y, s_onnx = self(x, s_onnx)
+            bad = (not np.array_equal(y, y_ref)) if exact else \
+                not np.allclose(y, y_ref, rtol=1e-4, atol=1e-5 * (1 + np.abs(y_ref).max()))
+            if bad:
+                raise BundleError(f"{path}: the graph disagrees with weights.npz "
+                                  f"(max |diff| {np.abs(y - y_ref).max():.3g})")
 
     def init_state(self, batch: int) -> list:
         H = self.spec.model.d_model

@@ -17,6 +17,7 @@ import numpy as np
 from .backends import BACKENDS, make_executor
 from .bundle import Bundle, load_bundle
 from .frontends import make_frontend
+from .quant import qrange
 from .spec import CrossbarConfig, Spec
 
 
@@ -112,15 +113,26 @@ class Stream:
             raise ValueError(f"state is of batch {int(d.get('batch', -1))}, stream has {self.B}")
         fresh = self.model.executor.init_state(self.B)
         rec = []
+        lo, hi = self._state_range()
         for i, s0 in enumerate(fresh):
+            if f"rec.{i}" not in d:
+                raise ValueError(f"state: missing rec.{i}")
             s = np.asarray(d[f"rec.{i}"])
             if s.shape != s0.shape or s.dtype != s0.dtype:
                 raise ValueError(f"state rec.{i}: {s.dtype}{s.shape}, expected {s0.dtype}{s0.shape}")
+            if s.dtype.kind == "f" and not np.all(np.isfinite(s)):
+                raise ValueError(f"state rec.{i}: NaN or Inf")
+            if s.dtype.kind == "i" and s.size and (s.min() < lo or s.max() > hi):
+                raise ValueError(f"state rec.{i}: codes outside the state range [{lo}, {hi}]")
             rec.append(s.copy())
         for b, fe in enumerate(self.frontends):
             prefix = f"fe.{b}."
             fe.restore({k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)})
         self.rec, self.steps = rec, int(d["steps"])
+
+    def _state_range(self) -> tuple[int, int]:
+        q = self.model.spec.quant.state
+        return qrange(q.bits, q.narrow) if q.enabled else (-(2**31), 2**31 - 1)
 
     def save(self, path: str | Path) -> None:
         np.savez(path, **self.state())
