@@ -233,7 +233,7 @@ class QuantConfig(_Config):
         cb = ab if adc_bits is None else adc_bits
         pc = QuantSpec(bits, per_channel=per_channel)
         return cls(
-            weights=QuantSpec(wb, per_channel=per_channel and wb != 2),
+            weights=QuantSpec(wb, per_channel=per_channel),
             A=pc, B=pc, C=pc,
             D=QuantSpec(max(bits, 8), per_channel=per_channel),
             dt=pc,
