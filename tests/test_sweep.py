@@ -1,0 +1,150 @@
+"""`qs4d sweep` end to end on a local Ray instance of 2 CPUs: four runs of the toy task (a tiny
+model, one epoch each) sharing one float pre-training, the results table, a plot, and a
+restart that reruns only the run whose result is missing.
+
+Glossary: H width, N state size.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import pytest
+
+from qs4d.models import sweep, sweep_config
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="Ray is not installed (the `sweep` extra: pip install "
+                                      "'qs4d[sweep]'); `make test` installs it")
+
+CONFIG = """
+[sweep]
+name = "ci"
+num_cpus = 2
+
+[model]
+d_model = 8
+d_state = 8
+n_layers = 2
+
+[quant]
+bits = 8
+
+[train]
+task = "toy"
+batch_size = 16
+epochs_float = 1
+epochs_qat = 1
+qat_batches = 4
+max_train = 1024
+lr = 0.03
+lr_ssm = 0.01
+
+[grid]
+method = ["qat", "ptq"]
+bits = [3, 8]
+
+[[plot]]
+file = "acc_vs_bits.png"
+x = "bits"
+series = ["method"]
+title = "CI"
+
+[[threshold]]
+x = "bits"
+by = ["method"]
+
+[[table]]
+rows = "bits"
+cols = ["method"]
+"""
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@needs_ray
+@pytest.mark.slow
+def test_sweep_on_ray_writes_rows_plots_and_resumes(tmp_path, capsys):
+    cfg_path = tmp_path / "ci.toml"
+    cfg_path.write_text(CONFIG)
+    out = tmp_path / "out"
+    import ray
+
+    assert sweep.main([str(cfg_path), "--out", str(out)]) == 0
+    assert not ray.is_initialized()  # the sweep shut down the instance it started
+
+    rows = read_rows(out / "results.csv")
+    assert sorted((r["method"], r["bits"]) for r in rows) == [
+        ("ptq", "3"), ("ptq", "8"), ("qat", "3"), ("qat", "8")]
+    assert len({r["run_id"] for r in rows}) == 4
+    floats = {r["float_test_acc"] for r in rows}
+    assert len(floats) == 1, "the four runs share one float pre-training"
+    assert float(floats.pop()) > 30.0, "one epoch of float training beats chance (10%)"
+    for r in rows:
+        assert 0.0 <= float(r["test_acc"]) <= 100.0
+        assert (r["q_weights"], r["q_state"]) == (r["bits"], r["bits"])
+        assert float(r["bitops_reduction"]) > 1.0 and float(r["mem_bits_reduction"]) > 1.0
+    by = {(r["method"], r["bits"]): r for r in rows}
+    assert float(by["qat", "3"]["bitops_reduction"]) > float(by["qat", "8"]["bitops_reduction"])
+    assert float(by["qat", "3"]["adc_bit_conversions_reduction"]) == pytest.approx(32 / 3, 1e-3)
+    png = (out / "acc_vs_bits.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+    summary = (out / "summary.md").read_text()
+    assert "smallest bits within 1 pt" in summary and "acc_vs_bits.png" in summary
+
+    runs_dir = out / "runs"
+    results = {r["run_id"]: runs_dir / r["run_id"] / "result.json" for r in rows}
+    for p in results.values():
+        assert json.loads(p.read_text())["run_id"] == p.parent.name
+    bases = list((runs_dir / "_bases").glob("*/float.pt"))
+    assert len(bases) == 1
+    stamps = {k: p.stat().st_mtime_ns for k, p in results.items()}
+    base_stamp = bases[0].stat().st_mtime_ns
+    redo = by["qat", "3"]["run_id"]
+    results[redo].unlink()
+    capsys.readouterr()
+
+    assert sweep.main([str(cfg_path), "--out", str(out)]) == 0
+    assert "(3 done, 1 to run)" in capsys.readouterr().out
+    assert results[redo].exists()
+    for k, p in results.items():
+        if k != redo:
+            assert p.stat().st_mtime_ns == stamps[k], f"{k} was rerun"
+    assert bases[0].stat().st_mtime_ns == base_stamp, "the float pre-training was redone"
+    again = read_rows(out / "results.csv")
+    for r in again + rows:
+        r.pop("minutes")
+    assert again == rows  # the redone run reused its final.pt: the same numbers
+
+
+def test_grid_expansion_shares_bases_and_hashes_runs(tmp_path):
+    cfg_path = tmp_path / "g.toml"
+    extra = """
+[[grid]]
+method = ["qat"]
+bits = [4]
+prune_keep = [1]
+noise_std = [0.0, 0.05]
+"""
+    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + extra)
+    cfg = sweep_config.load_sweep(cfg_path)
+    runs = cfg.expand()
+    assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
+    bases = sweep_config.bases_of(runs)
+    assert [b.parent is None for b in bases] == [True, False]  # float, then its pruning
+    pruned = [r for r in runs if r.tcfg.prune_keep]
+    assert {r.base.base_id for r in pruned} == {bases[1].base_id}
+    assert bases[1].parent.base_id == bases[0].base_id
+    assert sweep_config.make_run(cfg, {"method": "qat", "bits": 3}).run_id == runs[0].run_id
+
+
+def test_bits_two_is_ternary_weights_with_3_bit_activations():
+    q = sweep_config.quant_for({"bits": 8}, {"bits": 2}, "qat")
+    assert (q.weights.bits, q.A.bits, q.state.bits, q.act.bits, q.adc.bits) == (2, 2, 3, 3, 3)
+    one = sweep_config.quant_for({"bits": 8}, {"bits": 4, "group": "state"}, "ptq")
+    assert one.state.bits == 4 and not one.A.enabled and not one.integer
