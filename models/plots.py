@@ -24,6 +24,14 @@ def _range(values: np.ndarray, log: bool) -> tuple:
     return lo - pad, hi + pad
 
 
+def _log_ticks(lo: float, hi: float) -> np.ndarray:
+    """log10 of the 1-2-5 values in [10^lo, 10^hi] (the decades alone when that is many)."""
+    decades = np.arange(math.floor(lo), math.ceil(hi) + 1)  # (D,)
+    steps = (1, 2, 5) if len(decades) <= 4 else (1,)
+    t = np.log10([m * 10.0 ** d for d in decades for m in steps])
+    return t[(t >= lo) & (t <= hi)]
+
+
 def line_plot(path: str | Path, series: dict, *, title: str, x_label: str, y_label: str,
               ref: float | None = None, ref_label: str = "", log_x: bool = False,
               y_range: tuple | None = None) -> Path:
@@ -39,7 +47,8 @@ def line_plot(path: str | Path, series: dict, *, title: str, x_label: str, y_lab
     y0, y1 = y_range if y_range is not None else _range(ys_all, False)
     c = Canvas(1100, 560)
     box = Box(c, 80, 70, 800, 490, (x0, x1), (y0, y1))
-    ticks = np.unique(fx(xs_all)) if len(np.unique(xs_all)) <= 12 else nice_ticks(x0, x1, 8)
+    ticks = _log_ticks(x0, x1) if log_x else (
+        np.unique(xs_all) if len(np.unique(xs_all)) <= 12 else nice_ticks(x0, x1, 8))
     box.frame(None, nice_ticks(y0, y1, 6), x_label, y_label, title)
     for t in ticks:  # x tick labels show the data's own values (10^t on a log axis)
         v = 10 ** t if log_x else t

@@ -77,8 +77,7 @@ def _run_all(ray, todo: list, runs_dir: Path, results: dict) -> list:
     for b in bases_of(todo):
         parent = base_refs[b.parent.base_id] if b.parent is not None else None
         base_refs[b.base_id] = base_task.remote(b, parent, str(runs_dir))
-    refs = {run_task.remote(r, base_refs[r.base.base_id] if r.base else None,
-                            str(runs_dir)): r for r in todo}
+    refs = {run_task.remote(r, base_refs[r.base.base_id], str(runs_dir)): r for r in todo}
     log.info("scheduled %d runs on %d shared bases", len(refs), len(base_refs))
     bar, failures = Progress(len(refs), "sweep"), []
     while refs:
@@ -134,7 +133,7 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         for r in runs:
             state = "done" if r.run_id in results else "todo"
-            base = r.base.base_id if r.base else r.tcfg.init
+            base = r.base.external or r.base.base_id
             noise = f" read_noise={list(r.read_noise)}" if r.read_noise else ""
             print(f"  [{state}] {r.run_id}  <- {base}{noise}")
         return 0

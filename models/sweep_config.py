@@ -62,12 +62,14 @@ def short_hash(d) -> str:
 
 @dataclass(frozen=True)
 class Base:
-    """A shared float stage: pre-training (parent None) or pruning of its parent's model."""
+    """A shared float stage: pre-training (parent None), an existing float checkpoint
+    (`external`, from [train] init), or pruning of its parent's model."""
 
     base_id: str
     tcfg: TrainConfig
     mcfg: ModelConfig
     parent: Base | None = None
+    external: str = ""
 
     @property
     def checkpoint(self) -> str:
@@ -95,7 +97,7 @@ class Run:
     mcfg: ModelConfig
     qcfg: QuantConfig
     method: str
-    base: Base | None  # None when tcfg.init names a checkpoint to start from
+    base: Base
     read_noise: tuple = ()  # imssa evaluation points
     eval: EvalSpec = field(default_factory=EvalSpec)
 
@@ -244,7 +246,10 @@ def make_run(cfg: SweepConfig, point: dict) -> Run:
     if read_noise and not qcfg.integer:
         raise SpecError(f"{where}: the imssa read-noise evaluation needs an integer model "
                         f"(every group quantized)")
-    base = None if tcfg.init else make_base(tcfg, mcfg)
+    if tcfg.init and {"d_model", "d_state", "n_layers"} & set(point):
+        raise SpecError(f"{where}: train.init fixes the architecture; drop the init or the "
+                        f"d_model/d_state/n_layers axes")
+    base = make_base(tcfg, mcfg)
     config = {"train": tcfg.to_dict(), "model": mcfg.to_dict(), "quant": qcfg.to_dict()}
     P = tcfg.prune_keep or mcfg.d_state // 2
     run_id = (f"{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}l{mcfg.n_layers}-{method}-"
@@ -273,8 +278,11 @@ def make_base(tcfg: TrainConfig, mcfg: ModelConfig) -> Base:
     """The float pre-training stage of a run, then its pruning stage when it prunes."""
     ft = TrainConfig(**{f: getattr(tcfg, f) for f in FLOAT_FIELDS})
     key = {"train": ft.to_dict(), "model": mcfg.to_dict()}
-    fbase = Base(f"float-{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}l{mcfg.n_layers}"
-                 f"-s{tcfg.seed}-{short_hash(key)}", ft, mcfg)
+    if tcfg.init:
+        key = {"init": str(Path(tcfg.init).resolve())}
+    fbase = Base(f"{'init' if tcfg.init else 'float'}-{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}"
+                 f"l{mcfg.n_layers}-s{tcfg.seed}-{short_hash(key)}", ft, mcfg,
+                 external=key.get("init", ""))
     if not tcfg.prune_keep:
         return fbase
     pt = ft.replace(epochs_float=0, prune_keep=tcfg.prune_keep, epochs_prune=tcfg.epochs_prune)

@@ -43,6 +43,10 @@ def _worker_setup() -> None:
 
 def train_base(base: Base, parent_ckpt: str | None, runs_dir: str) -> str:
     """Train a shared float stage (or find it done); the path of its checkpoint."""
+    if base.external:
+        if not Path(base.external).exists():
+            raise FileNotFoundError(f"train.init {base.external}: no such checkpoint")
+        return base.external
     out = Path(runs_dir) / "_bases" / base.base_id
     ckpt = out / base.checkpoint
     if ckpt.exists():
@@ -53,15 +57,14 @@ def train_base(base: Base, parent_ckpt: str | None, runs_dir: str) -> str:
     return str(ckpt)
 
 
-def execute(run: Run, base_ckpt: str | None, runs_dir: str) -> dict:
+def execute(run: Run, base_ckpt: str, runs_dir: str) -> dict:
     """Train (unless final.pt exists), measure and evaluate one run; its result dict."""
     _worker_setup()
     out = Path(runs_dir) / run.run_id
     out.mkdir(parents=True, exist_ok=True)
     prev = read_result(out)
     t0 = time.time()
-    tcfg = run.tcfg if base_ckpt is None else run.tcfg.replace(
-        init=base_ckpt, epochs_float=0, epochs_prune=0, prune_keep=0)
+    tcfg = run.tcfg.replace(init=base_ckpt, epochs_float=0, epochs_prune=0, prune_keep=0)
     if (out / "final.pt").exists():
         model, ck = checkpoint.load(out / "final.pt")
         metrics = dict(ck["metrics"])
@@ -96,10 +99,9 @@ def write_result(out: Path, result: dict) -> None:
     os.replace(tmp, out / RESULT_FILE)
 
 
-def base_metrics(base_ckpt: str | None) -> dict:
-    if base_ckpt is None:
-        return {}
-    m = json.loads((Path(base_ckpt).parent / "metrics.json").read_text())
+def base_metrics(base_ckpt: str) -> dict:
+    """The float (and pruning) metrics of the checkpoint a run started from."""
+    m = checkpoint.load(base_ckpt)[1]["metrics"]
     return {k: v for k, v in m.items() if k.startswith(("float_", "prune_"))}
 
 
