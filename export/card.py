@@ -51,6 +51,11 @@ Recipe: `{json.dumps(train, sort_keys=True)}`
 
 ## Metrics (measured by the command above; also in spec.json)
 
+Accuracies in %. `val`/`test`: held-out validation and test data (for keyword spotting,
+speakers/voices never seen in training; `test_all` adds the real-speaker clips); `real*`: the
+real-speaker split, clean and with noise at 20 and 10 dB SNR; `float_*`, `ptq_*`, `qat_*`:
+measured at the end of that training phase; plain names: the exported model.
+
 | metric | value |
 |---|---|
 {rows}

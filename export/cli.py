@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-max", type=float, default=40.0, help="maximum conductance, uS")
     p.add_argument("--card", help="markdown model card to use instead of the generated one")
     p.add_argument("--command", default="", help="the command that trained it, for the card")
+    p.add_argument("--reeval", action="store_true",
+                   help="re-measure accuracy on the task's splits and record it in the spec")
     return p
 
 
@@ -90,6 +92,14 @@ def main(argv: list[str]) -> int:
     xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
                           array_rows=args.array, array_cols=args.array)
     calib = calibration_inputs(ckpt, args.calib) if model.quant is not None else None
+    if args.reeval:
+        import torch
+
+        from qs4d.models.tasks import load_task
+        from qs4d.models.train import final_metrics
+
+        torch.set_num_threads(1)
+        ckpt["metrics"] = {**ckpt["metrics"], **final_metrics(model, load_task(ckpt["train_cfg"]))}
     card = Path(args.card).read_text() if args.card else None
     if card is None:
         from .card import model_card

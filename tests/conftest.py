@@ -14,6 +14,7 @@ tests/ is deliberately not a package (pytest's rootdir import mode puts it on sy
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,13 @@ def zoo_bundles() -> list:
     return sorted(p.parent for p in ZOO.glob("*/manifest.json"))
 
 
-INT_BUNDLES = list(QUANT) + [f"zoo/{p.name}" for p in zoo_bundles()]
+def _is_integer(bundle: Path) -> bool:
+    quant = json.loads((bundle / "spec.json").read_text()).get("quant", {})
+    return any(isinstance(v, dict) and v.get("bits", 0) > 0 for v in quant.values())
+
+
+INT_BUNDLES = list(QUANT) + [f"zoo/{p.name}" for p in zoo_bundles() if _is_integer(p)]
+FLOAT_BUNDLES = ["float"] + [f"zoo/{p.name}" for p in zoo_bundles() if not _is_integer(p)]
 
 
 def build_model(name: str | None, seed: int = 0, qat_steps: int = 3):
@@ -146,9 +153,10 @@ def int_bundle(request, bundle_path) -> Path:
     return bundle_path(request.param)
 
 
-@pytest.fixture(scope="session")
-def float_bundle(bundle_path) -> Path:
-    return bundle_path("float")
+@pytest.fixture(scope="session", params=FLOAT_BUNDLES)
+def float_bundle(request, bundle_path) -> Path:
+    """Every float bundle: the conftest one and the float bundles in models/zoo."""
+    return bundle_path(request.param)
 
 
 def steps_input(spec, steps: int, rng: np.random.Generator, batch: int | None = None):

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Export trained runs into models/zoo/ (bundle + model card). Each line names the recipe
+# command that trained the run; runs that do not exist are skipped with a message.
+#   bash scripts/zoo_export.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+
+export_run() {  # NAME CHECKPOINT TRAIN_COMMAND
+  local name=$1 ckpt=$2 cmd=$3
+  if [ ! -f "$ckpt" ]; then echo "skip $name: $ckpt not found (train: $cmd)"; return; fi
+  $PY -m qs4d export "$ckpt" --out "models/zoo/$name" --name "$name" --reeval \
+    --command "$cmd && qs4d export $ckpt --out models/zoo/$name"
+  $PY -m qs4d verify "models/zoo/$name" --steps 300 | tail -2
+}
+
+KWS_DATA="qs4d data kws --out data/kws"
+ECG_DATA="qs4d data ecg --out data/ecg --subjects 160 --minutes 2"
+export_run kws-float runs/kws-qat4/float.pt "$KWS_DATA && qs4d train --config models/recipes/kws-qat4.toml --out runs/kws-qat4"
+export_run kws-qat4 runs/kws-qat4/final.pt "$KWS_DATA && qs4d train --config models/recipes/kws-qat4.toml --out runs/kws-qat4"
+export_run kws-qat8 runs/kws-qat8/final.pt "qs4d train --config models/recipes/kws-qat8.toml --out runs/kws-qat8   # after kws-qat4"
+export_run kws-ternary runs/kws-ternary/final.pt "qs4d train --config models/recipes/kws-ternary.toml --out runs/kws-ternary   # after kws-qat4"
+export_run ecg-float runs/ecg-qat4/float.pt "$ECG_DATA && qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
+export_run ecg-qat4 runs/ecg-qat4/final.pt "$ECG_DATA && qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
+export_run ecg-qat8 runs/ecg-qat8/final.pt "qs4d train --config models/recipes/ecg-qat8.toml --out runs/ecg-qat8   # after ecg-qat4"
+export_run ecg-ternary runs/ecg-ternary/final.pt "qs4d train --config models/recipes/ecg-ternary.toml --out runs/ecg-ternary   # after ecg-qat4"
