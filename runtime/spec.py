@@ -9,10 +9,11 @@ Glossary: F input features, H width, N state size, P = N/2 complex modes, K clas
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from .spec_base import SpecError, _check_keys, _coerce, _Config  # noqa: F401
 
 SCHEMA_VERSION = 1
 
@@ -27,74 +28,6 @@ ONNX_SPEC_KEY = "qs4d.spec"  # metadata_props key carrying spec.json inside step
 
 # Tensor groups with their own bit width (DESIGN section 3).
 GROUPS = ("weights", "A", "B", "C", "D", "dt", "state", "act", "adc")
-
-
-class SpecError(ValueError):
-    """A spec, config or bundle field is wrong; the message names the field."""
-
-
-def _check_keys(cls: type, d: Any, where: str) -> None:
-    if not isinstance(d, dict):
-        raise SpecError(f"{where}: expected an object, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    required = {
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    missing = sorted(required - set(d))
-    if missing:
-        raise SpecError(f"{where}: missing key(s) {missing}")
-
-
-def _coerce(value: Any, default: Any, where: str) -> Any:
-    """Check a JSON value against the field's default type; JSON lists become tuples."""
-    if isinstance(default, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise SpecError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
-    if isinstance(value, (list, tuple, dict)) and not isinstance(default, dict):
-        raise SpecError(f"{where}: expected a single value, got {value!r}")
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise SpecError(f"{where}: expected true/false, got {value!r}")
-    if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where}: expected an integer, got {value!r}")
-    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise SpecError(f"{where}: expected a number, got {value!r}")
-    if isinstance(default, str) and not isinstance(value, str):
-        raise SpecError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-class _Config:
-    """Mixin: dict round trip with strict key checking."""
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str | None = None):
-        where = where or cls.__name__
-        _check_keys(cls, d, where)
-        kw = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in d:
-                continue
-            default = None if f.default is dataclasses.MISSING else f.default
-            kw[f.name] = _coerce(d[f.name], default, f"{where}.{f.name}")
-        try:
-            return cls(**kw)
-        except SpecError:
-            raise
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"{where}: {e}") from e
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -405,71 +338,4 @@ class Spec(_Config):
         return cls.from_dict(d, where)
 
 
-# ---------------------------------------------------------------------------------------------
-# weights.npz layout: the key, shape and kind of every tensor, derived from the spec.
-# kind "code": integer codes; "acc": int32 bias codes at the scale s_in * s_w;
-# "scale": float32 scale (shape () per tensor, (channels,) per channel); "table": int32 LUT;
-# "float": float32 (float bundles only).
-#
-# State layout per layer: s = [Re x; Im x], shape (B, H, 2P). A and B are (H, 2, P) with
-# [:, 0] the real and [:, 1] the imaginary part. C is the real output row [2Re(C A), -2Im(C A)]
-# of shape (H, 2P); D is 2Re(C B) + D of shape (H,).
-# ---------------------------------------------------------------------------------------------
-
-def layer_key(i: int, name: str) -> str:
-    return f"l{i}.{name}"
-
-
-def _scale_shape(q: QuantSpec, channels: int) -> tuple:
-    return (channels,) if q.per_channel else ()
-
-
-def weight_shapes(spec: Spec) -> dict:
-    """{key: (shape, kind)} of every tensor a bundle's weights.npz must hold."""
-    m, q = spec.model, spec.quant
-    F, H, K = m.d_input, m.d_model, m.n_classes
-    integer = q.integer
-    if not integer and q.any_enabled:
-        raise SpecError("spec.quant: a bundle is either float (no group quantized) or integer "
-                        "(every group but dt quantized)")
-    out: dict = {}
-
-    def lin(prefix: str, n_out: int, n_in: int) -> None:
-        if integer:
-            out[f"{prefix}.w"] = ((n_out, n_in), "code")
-            out[f"{prefix}.w.scale"] = (_scale_shape(q.weights, n_out), "scale")
-            out[f"{prefix}.b"] = ((n_out,), "acc")
-            out[f"{prefix}.out.scale"] = ((), "scale")
-        else:
-            out[f"{prefix}.w"] = ((n_out, n_in), "float")
-            out[f"{prefix}.b"] = ((n_out,), "float")
-
-    if integer:
-        out["in.scale"] = ((), "scale")
-    lin("enc", H, F)
-    for i, P in enumerate(m.layer_modes):
-        k = lambda name, i=i: layer_key(i, name)  # noqa: E731
-        shapes = {"A": (H, 2, P), "B": (H, 2, P), "C": (H, 2 * P), "D": (H,)}
-        for name, shp in shapes.items():
-            if integer:
-                out[k(name)] = (shp, "code")
-                out[k(name + ".scale")] = (_scale_shape(getattr(q, name), H), "scale")
-            else:
-                out[k(name)] = (shp, "float")
-        lin(k("mix"), 2 * H, H)
-        if integer:
-            out[k("state.scale")] = (_scale_shape(q.state, H), "scale")
-            out[k("y.scale")] = ((), "scale")
-            out[k("gelu.table")] = ((2**q.adc.bits,), "table")
-            out[k("gelu.scale")] = ((), "scale")
-            out[k("sig.table")] = ((2**q.act.bits,), "table")
-            out[k("glu.scale")] = ((), "scale")
-            out[k("res.scale")] = ((), "scale")
-    if integer:
-        out["dec.w"] = ((K, H), "code")
-        out["dec.w.scale"] = (_scale_shape(q.weights, K), "scale")
-        out["dec.b"] = ((K,), "acc")
-    else:
-        out["dec.w"] = ((K, H), "float")
-        out["dec.b"] = ((K,), "float")
-    return out
+from .spec_layout import layer_key, weight_shapes  # noqa: E402,F401  (bundle keys)
