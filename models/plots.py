@@ -15,6 +15,9 @@ import numpy as np
 from qs4d.apps.plot import BLACK, GREY, PALETTE, Box, fmt, nice_ticks
 from qs4d.apps.png import Canvas
 
+# the apps' palette and four more, so that up to 11 series keep distinct colours
+COLORS = list(PALETTE) + [(20, 20, 20), (150, 100, 40), (230, 90, 170), (120, 180, 40)]
+
 
 def _range(values: np.ndarray, log: bool) -> tuple:
     lo, hi = float(values.min()), float(values.max())
@@ -50,15 +53,18 @@ def line_plot(path: str | Path, series: dict, *, title: str, x_label: str, y_lab
     ticks = _log_ticks(x0, x1) if log_x else (
         np.unique(xs_all) if len(np.unique(xs_all)) <= 12 else nice_ticks(x0, x1, 8))
     box.frame(None, nice_ticks(y0, y1, 6), x_label, y_label, title)
+    last = -1e9
     for t in ticks:  # x tick labels show the data's own values (10^t on a log axis)
-        v = 10 ** t if log_x else t
-        c.text(float(box.px(t)), box.b + 6, fmt(float(v)), GREY, anchor="center")
+        label, at = fmt(float(10 ** t if log_x else t)), float(box.px(t))
+        if at - last >= 8 * len(label) + 8:  # skip a label that would overlap the last one
+            c.text(at, box.b + 6, label, GREY, anchor="center")
+            last = at
     if ref is not None:
         xs = np.arange(box.l, box.r, 12.0)
         for a in xs:
             c.line(a, float(box.py(ref)), min(a + 6, box.r), float(box.py(ref)), GREY)
     for k, (label, (x, y)) in enumerate(zip(series, pts)):
-        color = PALETTE[k % len(PALETTE)]
+        color = COLORS[k % len(COLORS)]
         order = np.argsort(x)
         px, py = box.px(fx(x[order])), box.py(y[order])
         c.polyline(px, py, color, width=3)

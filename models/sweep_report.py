@@ -6,7 +6,8 @@ and "smallest setting within tol of float" thresholds) and PNG plots, as the swe
                    (column -> value or list), ref (a column whose mean is a dashed line,
                    default float_test_acc; "" for none), log_x, x_label, y_label
     [[threshold]]  x, y (default test_acc), by (columns), tol (points, default 1.0), ref
-                   (default float_test_acc), best ("min" or "max" of x), where, title
+                   (default float_test_acc) or ref_where (the reference is the mean y of the
+                   group's rows matching it), best ("min" or "max" of x), where, title
     [[table]]      rows (columns), cols (columns), value (default test_acc), where, title;
                    or columns (a list table of those columns), where, title
 """
@@ -25,6 +26,10 @@ from qs4d.runtime.spec import GROUPS
 from .plots import line_plot
 
 log = logging.getLogger(__name__)
+AXIS_LABELS = {"test_acc": "test accuracy (%)", "imssa_acc": "imssa test accuracy (%)",
+               "float_test_acc": "float test accuracy (%)", "eval_read_noise": "read noise sigma",
+               "prune_share": "share of state modes removed", "mem_bits": "memory bits",
+               "bitops": "bit operations per step"}
 LEAD = ("run_id", "method", "group", "bits", "d_model", "d_state", "n_layers", "prune_keep",
         "modes_kept", "prune_share", "noise_std", "eval_read_noise", "seed",
         "float_test_acc", "ptq_val_acc", "val_acc", "test_acc", "imssa_acc")
@@ -51,6 +56,7 @@ def rows_of(runs: list, results: dict) -> list:
                "test_acc": met["test_acc"], "params": met.get("params")}
         row.update({f"q_{g}": run.qcfg.to_dict()[g]["bits"] for g in GROUPS})
         row.update(res["costs"])
+        row.update(run.axes)  # the grid's own values win over any derived column
         row["minutes"] = res.get("minutes")
         if not run.read_noise:
             rows.append(row)
@@ -142,7 +148,9 @@ def table_md(rows: list, spec: dict) -> str:
 
 
 def thresholds(rows: list, spec: dict) -> list:
-    """Per group of `by`: the best x (min or max) whose y is within tol of the ref column."""
+    """Per group of `by`: the best x (min or max) whose y is within tol of the reference:
+    the row's ref column, or with ref_where the mean y of the group's rows that match it
+    (e.g. the unpruned model of the same width)."""
     rows = select(rows, spec.get("where"))
     by, x, y = list(spec.get("by", [])), spec["x"], spec.get("y", "test_acc")
     tol, ref, best = float(spec.get("tol", 1.0)), spec.get("ref", "float_test_acc"), \
@@ -150,9 +158,14 @@ def thresholds(rows: list, spec: dict) -> list:
     out = []
     for lab in _sorted_labels({_label(r, by) for r in rows}):
         grp = [r for r in rows if _label(r, by) == lab and r.get(y) is not None]
-        ok = [r for r in grp if r[y] >= r[ref] - tol]
+        if "ref_where" in spec:
+            base = [r[y] for r in select(grp, spec["ref_where"])]
+            refs = [float(np.mean(base)) if base else float("nan")] * len(grp)
+        else:
+            refs = [r[ref] for r in grp]
+        ok = [r for r, v in zip(grp, refs) if r[y] >= v - tol]
         pick = (min if best == "min" else max)(ok, key=lambda r: r[x]) if ok else None
-        out.append({"group": lab or "all", "ref": grp[0][ref] if grp else None,
+        out.append({"group": lab or "all", "ref": refs[0] if grp else None,
                     "x": pick[x] if pick else None, "y": pick[y] if pick else None,
                     "run_id": pick["run_id"] if pick else None})
     return out
@@ -162,7 +175,10 @@ def threshold_md(rows: list, spec: dict) -> str:
     res = thresholds(rows, spec)
     x, y, tol = spec["x"], spec.get("y", "test_acc"), float(spec.get("tol", 1.0))
     word = "smallest" if spec.get("best", "min") == "min" else "largest"
-    head = (f"| {' '.join(spec.get('by', [])) or 'runs'} | {spec.get('ref', 'float_test_acc')} "
+    ref = spec.get("ref", "float_test_acc")
+    if "ref_where" in spec:
+        ref = f"{y} at " + " ".join(f"{k}={v}" for k, v in spec["ref_where"].items())
+    head = (f"| {' '.join(spec.get('by', [])) or 'runs'} | {ref} "
             f"| {word} {x} within {tol:g} pt | {y} there |")
     lines = [head, "|---|---|---|---|"]
     lines += [f"| {r['group']} | {_fmt(r['ref'])} | {_fmt(r['x']) if r['x'] is not None else 'none'}"
@@ -191,7 +207,8 @@ def draw(out_dir: Path, rows: list, spec: dict) -> Path | None:
     ref_col = spec.get("ref", "float_test_acc")
     refs = [r[ref_col] for r in rows if ref_col and r.get(ref_col) is not None]
     return line_plot(out_dir / spec["file"], lines, title=spec.get("title", ""),
-                     x_label=spec.get("x_label", x).upper(), y_label=spec.get("y_label", y).upper(),
+                     x_label=spec.get("x_label", AXIS_LABELS.get(x, x)).upper(),
+                     y_label=spec.get("y_label", AXIS_LABELS.get(y, y)).upper(),
                      ref=float(np.mean(refs)) if refs else None,
                      ref_label="float" if refs else "", log_x=bool(spec.get("log_x", False)))
 

@@ -160,11 +160,12 @@ def step_costs(model, mcfg_recipe) -> dict:
     for name, s in (("", spec), ("float_", ref)):
         c, a = costs_of(s), adc_costs(s)
         out.update({f"{name}bitops": c.bitops, f"{name}macs": c.macs,
-                    f"{name}weight_bits": c.weight_code_bits, f"{name}state_bits": c.state_bits,
+                    f"{name}weight_mem_bits": c.weight_code_bits,
+                    f"{name}state_mem_bits": c.state_bits,
                     f"{name}mem_bits": c.weight_code_bits + c.state_bits,
                     f"{name}adc_conversions": a["adc_conversions"],
                     f"{name}adc_bit_conversions": a["adc_bit_conversions"]})
-    for k in ("bitops", "mem_bits", "weight_bits", "adc_bit_conversions"):
+    for k in ("bitops", "mem_bits", "weight_mem_bits", "adc_bit_conversions"):
         out[f"{k}_reduction"] = round(out[f"float_{k}"] / out[k], 3)
     return out
 
