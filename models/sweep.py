@@ -45,7 +45,10 @@ def pending(runs: list, runs_dir: Path) -> tuple:
 
 def start_ray(num_cpus: int, address: str | None) -> tuple:
     """(the ray module, whether this call started it); an initialized Ray is reused."""
-    import ray
+    try:
+        import ray
+    except ModuleNotFoundError as e:
+        raise SystemExit("qs4d sweep: Ray is not installed; pip install 'qs4d[sweep]'") from e
 
     if ray.is_initialized():
         return ray, False
@@ -91,8 +94,9 @@ def _run_all(ray, todo: list, runs_dir: Path, results: dict) -> list:
         else:
             sweep_run.write_result(runs_dir / run.run_id, res)
             results[run.run_id] = res
-            log.info("done %s: test %.2f%% (float %s)%s", run.run_id, res["metrics"]["test_acc"],
-                     res["base_metrics"].get("float_test_acc", "-"),
+            log.info("done %s: test %.2f%% (float %.2f%%)%s", run.run_id,
+                     res["metrics"]["test_acc"],
+                     res["base_metrics"].get("float_test_acc", float("nan")),
                      "".join(f", imssa {e['sigma_read']:g}: {e['acc']:.2f}%"
                              for e in res["evals"].values()))
         bar.update(failed=len(failures))
