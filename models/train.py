@@ -130,6 +130,7 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
     active = [p for p in PHASES if epochs[p] or (p == "qat" and qcfg.any_enabled)
               or (p == "prune" and tcfg.prune_keep)]
     model, start_phase, start_epoch, metrics, opt_state = _start(tcfg, mcfg, out, resume)
+    model.noise_std = tcfg.noise_std  # noise-aware training (off in evaluation)
     t0 = time.time()
     for phase in active[active.index(start_phase):] if start_phase in active else active:
         fresh = phase != start_phase or start_epoch == 0
