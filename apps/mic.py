@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _sd():
-    import sounddevice
+    import sounddevice  # noqa: TID251 (lazy: only the microphone source needs it)
 
     return sounddevice
 
