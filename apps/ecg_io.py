@@ -15,7 +15,7 @@ import numpy as np
 
 from qs4d.runtime.records import load_record208
 
-from .sources import Chunk, resample
+from .sources import Chunk, paced_chunks, resample
 
 # MIT-BIH beat symbol -> AAMI class (ANSI/AAMI EC57); other annotations are not beats.
 AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("aAJS", "S"),
@@ -112,18 +112,7 @@ def conform(rec: Record, fs: int) -> Record:
 def chunks(x: np.ndarray, fs: int, chunk_s: float, realtime: bool):
     """Chunks of a whole signal; at real-time pace each is yielded when its last sample would
     have been acquired."""
-    n = max(1, int(round(chunk_s * fs)))
-    t0 = time.perf_counter()
-    for a in range(0, len(x), n):
-        piece = x[a: a + n]
-        end_s = (a + len(piece)) / fs
-        if realtime:
-            delay = t0 + end_s - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            yield Chunk(piece, end_s, t0 + end_s)
-        else:
-            yield Chunk(piece, end_s, time.perf_counter())
+    return paced_chunks(x, fs, max(1, int(round(chunk_s * fs))), realtime)
 
 
 def text_chunks(f, fs: int, chunk_s: float):

@@ -122,17 +122,7 @@ class WavSource:
         return len(self.samples) / self.rate
 
     def __iter__(self):
-        t0 = time.perf_counter()
-        for a in range(0, len(self.samples), self.chunk):
-            piece = self.samples[a: a + self.chunk]
-            end_s = (a + len(piece)) / self.rate
-            if self.realtime:
-                delay = t0 + end_s - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                yield Chunk(piece, end_s, t0 + end_s)
-            else:
-                yield Chunk(piece, end_s, time.perf_counter())
+        return paced_chunks(self.samples, self.rate, self.chunk, self.realtime)
 
 
 class RawSource:
@@ -159,3 +149,19 @@ class RawSource:
             y = self.resampler.process(x)
             n_out += len(y)
             yield Chunk(y, n_out / self.rate, time.perf_counter())
+
+
+def paced_chunks(x: np.ndarray, rate: int, n: int, realtime: bool):
+    """Chunks of n samples of a whole signal; at real-time pace each is yielded when its last
+    sample would have been acquired, else at once (Chunk.t_ready = when it became available)."""
+    t0 = time.perf_counter()
+    for a in range(0, len(x), n):
+        piece = x[a: a + n]
+        end_s = (a + len(piece)) / rate
+        if realtime:
+            delay = t0 + end_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            yield Chunk(piece, end_s, t0 + end_s)
+        else:
+            yield Chunk(piece, end_s, time.perf_counter())

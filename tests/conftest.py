@@ -162,18 +162,7 @@ def float_bundle(request, bundle_path) -> Path:
 def steps_input(spec, steps: int, rng: np.random.Generator, batch: int | None = None):
     """Raw input that makes exactly `steps` model steps through the spec's front end:
     (T, F) rows for identity, audio samples for logmel, ECG samples for ecg; (B, ...) when
-    batch is given."""
-    fe = spec.frontend
-    shape: tuple
-    if fe.kind == "identity":
-        shape = (steps, spec.model.d_input)
-    elif fe.kind == "logmel":
-        win = int(round(fe.sample_rate * fe.win_ms / 1000.0))
-        hop = int(round(fe.sample_rate * fe.hop_ms / 1000.0))
-        shape = (win + (steps - 1) * hop,)
-    else:
-        shape = (steps * fe.decimate,)
-    scale = 0.1 if fe.kind == "logmel" else 1.0
-    if batch is not None:
-        shape = (batch,) + shape
-    return (scale * rng.standard_normal(shape)).astype(np.float32)
+    batch is given. The profiler's own helper, so tests and benchmarks feed the same input."""
+    from qs4d.apps.costs import raw_input
+
+    return raw_input(spec, steps, rng, batch)
