@@ -24,3 +24,5 @@ export_run ecg-float runs/ecg-qat4/float.pt "$ECG_DATA && qs4d train --config mo
 export_run ecg-qat4 runs/ecg-qat4/final.pt "$ECG_DATA && qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
 export_run ecg-qat8 runs/ecg-qat8/final.pt "qs4d train --config models/recipes/ecg-qat8.toml --out runs/ecg-qat8   # after ecg-qat4"
 export_run ecg-ternary runs/ecg-ternary/final.pt "qs4d train --config models/recipes/ecg-ternary.toml --out runs/ecg-ternary   # after ecg-qat4"
+export_run kws-pruned runs/kws-pruned/final.pt "qs4d train --config models/recipes/kws-pruned.toml --out runs/kws-pruned   # after kws-qat4"
+export_run ecg-pruned runs/ecg-pruned/final.pt "qs4d train --config models/recipes/ecg-pruned.toml --out runs/ecg-pruned   # after ecg-qat4"
