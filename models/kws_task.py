@@ -58,15 +58,27 @@ def _compute(index, mode: str, seed: int, noises, desc: str) -> np.ndarray:
     return np.stack(out).astype(np.float32)  # (n, T, F)
 
 
-def _cache_key(cfg: TrainConfig) -> str:
+def _data_id(root: Path) -> str:
+    """A digest of the data set's WAV files (relative path and size of each) and list files,
+    so a rebuilt or changed data set never reuses stale features."""
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.wav")):
+        h.update(f"{f.relative_to(root).as_posix()}:{f.stat().st_size}\n".encode())
+    for name in ("validation_list.txt", "testing_list.txt", "real_test_list.txt"):
+        if (root / name).exists():
+            h.update((root / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_key(cfg: TrainConfig, root: Path) -> str:
     d = {"frontend": FRONTEND.to_dict(), "n_aug": N_AUG, "seed": cfg.seed,
-         "aug": AugmentConfig().__dict__, "snrs": EVAL_SNRS, "v": 1}
+         "aug": AugmentConfig().__dict__, "snrs": EVAL_SNRS, "data": _data_id(root), "v": 2}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def build_features(root: Path, cfg: TrainConfig) -> dict:
     """All splits' features and labels, cached in ROOT/.features-KEY.npz."""
-    cache = root / f".features-{_cache_key(cfg)}.npz"
+    cache = root / f".features-{_cache_key(cfg, root)}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from qs4d.models.data.speech_commands import (
 )
 
 TINY = ["--per-word", "1", "--per-unknown", "1", "--silence", "20", "--limit", "2",
-        "--noise-seconds", "2", "--real-copies", "2", "--real-unknown", "2", "--quiet"]
+        "--noise-seconds", "2", "--real-copies", "2", "--real-unknown", "2", "--quiet",
+        "--flite-per-word", "1", "--flite-per-unknown", "1"]
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (scripts/sysdeps.sh)")
@@ -44,8 +46,9 @@ def all_wavs(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (scripts/sysdeps.sh)")
+    for tool in ("espeak-ng", "flite"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (scripts/sysdeps.sh)")
     out = tmp_path_factory.mktemp("kws") / "set"
     assert qs4d_main(["data", "kws", "--out", str(out), "--seed", "3", *TINY]) == 0
     return out
@@ -109,6 +112,22 @@ def test_splits_are_speaker_disjoint(built):
         split_of.setdefault(speaker, set()).add(split)
     assert all(len(s) == 1 for s in split_of.values()), split_of
     assert {s for v in split_of.values() for s in v} == {"train", "validation", "testing"}
+
+
+@needs_espeak
+def test_flite_voices_speak_digits_and_unknown_words_in_train_only(built):
+    val, test = set(lines(built, "validation_list.txt")), set(lines(built, "testing_list.txt"))
+    flite = [r for r in all_wavs(built) if "/flite-" in r]
+    words = {r.split("/")[0] for r in flite}
+    assert set(kws_build.DIGITS) <= words and set(kws_build.UNKNOWN_WORDS) <= words
+    assert not (set(flite) & (val | test))
+    for rel in flite[:5]:
+        sr, x = wavfile.read(built / rel)
+        assert sr == 16000 and x.shape == (16000,) and np.abs(x).max() > 1000
+    with open(built / "sources.csv") as fh:
+        src = [row for row in csv.DictReader(fh) if "/flite-" in row["path"]]
+    assert len(src) == len(flite) and all("duration_stretch=" in r["source"] for r in src)
+    assert "flite" in (built / "README.md").read_text()
 
 
 @needs_espeak

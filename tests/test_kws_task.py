@@ -1,0 +1,30 @@
+"""The keyword-spotting training task's feature cache: keyed on the data, not only the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+pytest.importorskip("torch", reason="the training task needs torch (extra 'train')")
+from qs4d.models.kws_task import _cache_key, _data_id  # noqa: E402
+from qs4d.runtime.spec import TrainConfig  # noqa: E402
+
+
+def _write(root, rel, n=16000):
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(root / rel, 16000, np.zeros(n, np.int16))
+
+
+def test_cache_key_changes_when_the_data_set_changes(tmp_path):
+    _write(tmp_path, "one/a_nohash_0.wav")
+    (tmp_path / "testing_list.txt").write_text("")
+    cfg = TrainConfig(task="kws", data=str(tmp_path))
+    key = _cache_key(cfg, tmp_path)
+    assert _cache_key(cfg, tmp_path) == key  # deterministic
+    _write(tmp_path, "two/b_nohash_0.wav")  # a rebuilt set with one more clip
+    assert _cache_key(cfg, tmp_path) != key
+    key2, id2 = _cache_key(cfg, tmp_path), _data_id(tmp_path)
+    (tmp_path / "testing_list.txt").write_text("two/b_nohash_0.wav\n")  # a clip changes split
+    assert _data_id(tmp_path) != id2 and _cache_key(cfg, tmp_path) != key2
+    assert _cache_key(cfg.replace(seed=1), tmp_path) != _cache_key(cfg, tmp_path)
