@@ -161,7 +161,7 @@ class AugmentConfig:
     gain_db: tuple = (-6.0, 6.0)
     p_noise: float = 0.8
     snr_db: tuple = (0.0, 20.0)
-    p_band: float = 0.3  # 4-kHz telephone band, like the real 8-kHz recordings
+    p_band: float = 0.5  # 4-kHz telephone band, like the real 8-kHz recordings
 
 
 class Augmenter:
