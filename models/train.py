@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from .dscnn_train import is_dscnn_recipe
+
+    if is_dscnn_recipe(args.config):  # the DS-CNN baseline: same data, loop and evaluation
+        from .dscnn_train import main as dscnn_main
+
+        return dscnn_main(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch.set_num_threads(int(os.environ.get("QS4D_THREADS", min(2, os.cpu_count() or 1))))
     tcfg, mcfg, qcfg = load_recipe(args.config, args.set)
