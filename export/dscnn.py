@@ -16,6 +16,8 @@ biases, MinMax calibration over seeded training features (augmented copies inclu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -28,6 +30,7 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 from onnxruntime import quantization as oq
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from qs4d.models.dscnn import DSCNN
 from qs4d.models.dscnn_train import load
@@ -66,11 +69,20 @@ class _Calibration(oq.CalibrationDataReader):
 
 
 def export_int8(float_path: Path, path: Path, calib: np.ndarray) -> None:
-    """Static int8 QDQ model of the float ONNX, calibrated on `calib` (n, L, F)."""
-    oq.quantize_static(str(float_path), str(path), _Calibration(calib),
-                       quant_format=oq.QuantFormat.QDQ, per_channel=True,
-                       activation_type=oq.QuantType.QInt8, weight_type=oq.QuantType.QInt8,
-                       calibrate_method=oq.CalibrationMethod.MinMax)
+    """Static int8 QDQ model of the float ONNX, calibrated on `calib` (n, L, F), after ONNX
+    Runtime's recommended pre-processing (shape inference, graph optimization)."""
+    pre, said = path.with_suffix(".pre.onnx"), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said):  # ORT prints its progress
+            quant_pre_process(str(float_path), str(pre))
+            oq.quantize_static(str(pre), str(path), _Calibration(calib),
+                               quant_format=oq.QuantFormat.QDQ, per_channel=True,
+                               activation_type=oq.QuantType.QInt8,
+                               weight_type=oq.QuantType.QInt8,
+                               calibrate_method=oq.CalibrationMethod.MinMax)
+    finally:
+        pre.unlink(missing_ok=True)
+        log.debug("onnxruntime.quantization: %s", said.getvalue())
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
@@ -106,13 +118,13 @@ def _splits(task) -> dict:
     return {k: (out[k][0].numpy(), out[k][1].numpy()) for k in SPLITS if k in out}
 
 
-def _features_id(tcfg) -> str:
-    """The keyword task's feature-cache key: which features (data, augmentation) were used."""
+def _features(tcfg) -> dict:
+    """Which keyword features were used: the cache key (data set, augmentation, seed)."""
     if tcfg.task != "kws":
-        return ""
-    from qs4d.models.kws_task import _cache_key
+        return {}
+    from qs4d.models.kws_task import N_AUG, _cache_key
 
-    return _cache_key(tcfg, Path(tcfg.data))
+    return {"features": _cache_key(tcfg, Path(tcfg.data)), "n_aug": N_AUG}
 
 
 def export(ckpt_path: Path, out: Path, command: str = "", n_calib: int = 1024) -> dict:
@@ -135,15 +147,18 @@ def export(ckpt_path: Path, out: Path, command: str = "", n_calib: int = 1024) -
         sess = session(path)
         for name, (Xs, ys) in splits.items():
             m[f"{tag}_{name}_acc"] = onnx_accuracy(sess, Xs, ys)
+            m[f"n_{name}"] = len(ys)
         m.update({f"{tag}_{k}": v for k, v in weight_memory(path).items()})
     ref = DSCNN(model.cfg.replace(n_frames=49, n_features=10))
     m.update(params=model.n_params(), params_total=model.n_params_total(),
              macs=model.macs()["total"], macs_by_layer=model.macs(),
              macs_mlperf_49x10=ref.macs()["total"], train_minutes=ck["metrics"]["train_minutes"],
+             torch_threads=ck["metrics"].get("torch_threads"),
+             cpu_count=ck["metrics"].get("cpu_count"), n_train=len(X),
              n_calib=int(min(n_calib, len(X))), opset=OPSET, seed=ck["train_cfg"].seed,
              input_shape=[model.cfg.n_frames, model.cfg.n_features],
              train=ck["train"], dscnn=ck["dscnn"], data=ck["train_cfg"].data,
-             features=_features_id(ck["train_cfg"]), command=command)
+             command=command, **_features(ck["train_cfg"]))
     (out / "metrics.json").write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
     return m
 
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="models/recipes/kws-dscnn.toml",
                    help="the recipe the checkpoint was trained with (for the card)")
     p.add_argument("--train-args", default="", help="extra `qs4d train` arguments (for the card)")
+    p.add_argument("--train-env", default="", help="environment of the training command "
+                   "(for the card; default: QS4D_THREADS from the checkpoint)")
     p.add_argument("--zoo", default="models/zoo", help="S4D bundles to compare with")
     p.add_argument("--card-only", action="store_true", help="rewrite README.md from metrics.json")
     args = p.parse_args(argv)
@@ -171,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.ckpt:
             p.error("a checkpoint is needed unless --card-only")
         extra = f" {args.train_args}" if args.train_args else ""
-        command = (f"qs4d train --config {args.recipe} --out {Path(args.ckpt).parent}{extra}"
-                   " && python -m qs4d.export.dscnn " + " ".join(argv))
+        threads = torch.load(args.ckpt, weights_only=True)["metrics"].get("torch_threads")
+        env = args.train_env or (f"QS4D_THREADS={threads}" if threads else "")
+        env = f"{env} " if env else ""
+        command = (f"{env}qs4d train --config {args.recipe} --out {Path(args.ckpt).parent}"
+                   f"{extra} && python -m qs4d.export.dscnn " + " ".join(argv))
         metrics = export(Path(args.ckpt), out, command)
     write_card(out, metrics, Path(args.zoo))
     print(json.dumps({k: v for k, v in metrics.items() if k.startswith("onnx_")}, indent=2))

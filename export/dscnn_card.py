@@ -26,8 +26,8 @@ def zoo_rows(zoo: Path) -> list[dict]:
         if spec.frontend.kind != "logmel":
             continue
         q, steps = spec.quant, round(1.0 / step_period_s(spec))
-        bits = (f"w{q.weights.bits}/a{q.act.bits}/state{q.state.bits}" if q.integer
-                else "float32")
+        w = "ternary" if q.weights.bits == 2 else f"w{q.weights.bits}"
+        bits = f"{w}/a{q.act.bits}/state{q.state.bits}" if q.integer else "float32"
         rows.append({"model": path.parent.name, "arch": f"S4D {spec.model.n_layers}x"
                      f"H{spec.model.d_model} N{spec.model.d_state}", "bits": bits,
                      "params": spec.metrics.get("params"), "weight_bits": weight_bits(spec, {}),
@@ -70,7 +70,8 @@ def _acc_table(m: dict) -> str:
     return "\n".join(lines)
 
 
-def card(m: dict, zoo: Path, name: str) -> str:
+def card(m: dict, zoo: Path, out: Path) -> str:
+    name = out.name
     L, F = m["input_shape"]
     mb = m["macs_by_layer"]
     return f"""# {name}: the MLPerf Tiny DS-CNN as a peer baseline
@@ -98,14 +99,20 @@ calibration on {m['n_calib']} seeded training feature clips incl. augmented copi
 {m.get('command', '')}
 ```
 
-Data: `{m['data']}` (`qs4d data kws --out data/kws`, seed 0; docs/data-kws.md). Seed: {m['seed']}.
-Recipe: `models/recipes/kws-dscnn.toml`; train config `{json.dumps(m['train'], sort_keys=True)}`.
-Training: {m['train_minutes']} min on one CPU thread shared with other jobs (2-core machine).
+Data: `{m['data']}` (`qs4d data kws --out data/kws`, seed 0; docs/data-kws.md): {m['n_train']:,}
+training examples (each training clip clean and in {m.get('n_aug', '?')} augmented copies),
+features from `{m['data']}/.features-{m.get('features', '?')}.npz`, the file that `qs4d train`
+with the S4D keyword recipes (same data, seed 0) reads. Seed: {m['seed']}. Recipe: `models/recipes/kws-dscnn.toml`; train config
+`{json.dumps(m['train'], sort_keys=True)}`. The reference trains with Adam and L2 1e-4 on
+its kernels; here the S4D trainer's AdamW (weight decay {m['train']['weight_decay']}), cosine
+schedule and label smoothing are used, so the two model families see the same recipe.
+Training: {m['train_minutes']} min wall time (the threads as in the command) on a CPU shared
+with other jobs.
 
 ## Accuracy (%, measured by the command above; also in metrics.json)
 
 `test`: held-out synthetic voices; `test_all` adds the real-speaker clips; `real*`: one real
-speaker (98 clips), clean and with noise at 20 and 10 dB SNR. ONNX models run on ONNX Runtime.
+speaker ({m.get('n_real', '?')} clips), clean and with noise at 20 and 10 dB SNR. ONNX models run on ONNX Runtime.
 
 {_acc_table(m)}
 
@@ -125,8 +132,8 @@ MACs count the convolutions and the dense layer (BN folded; ReLU and pooling not
 
 ## Side by side with the S4D keyword bundles
 
-Produced by `python -m qs4d.export.dscnn --card-only --out models/baselines/{name}` from
-`models/zoo/*/spec.json` and this folder's metrics.json. S4D MACs per 1 s: MACs per streaming
+Produced by `python -m qs4d.export.dscnn --card-only --out {out}` from `{zoo}/*/spec.json`
+(the zoo as it stands when the card is written) and this folder's metrics.json. S4D MACs per 1 s: MACs per streaming
 step (`qs4d.apps.costs.step_costs`) x 100 steps (10-ms hop); the S4D gives a decision every
 step, the DS-CNN one per window (a sliding window every 100 ms would be 10x its figure).
 Weight memory: weights at their bit width plus 32-bit biases, as in the zoo cards; S4D
@@ -137,4 +144,4 @@ Weight memory: weights at their bit width plus 32-bit biases, as in the zoo card
 
 
 def write_card(out: Path, metrics: dict, zoo: Path) -> None:
-    (out / "README.md").write_text(card(metrics, zoo, out.name))
+    (out / "README.md").write_text(card(metrics, zoo, out))

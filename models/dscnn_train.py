@@ -118,7 +118,8 @@ def run(tcfg: TrainConfig, dcfg: DSCNNConfig, out: Path, resume: bool = False,
         save(out / "ckpt.pt", model, **kw, phase=PHASE, epoch=epoch + 1, metrics=metrics,
              optimizer=opt.state_dict())
     metrics.update(final_metrics(model, task))
-    metrics.update(params_total=model.n_params_total(), macs=model.macs()["total"])
+    metrics.update(params_total=model.n_params_total(), macs=model.macs()["total"],
+                   torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count())
     metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + (time.time() - t0) / 60, 2)
     save(out / "float.pt", model, **kw, phase=PHASE, epoch=tcfg.epochs_float, metrics=metrics)
     save(out / "final.pt", model, **kw, phase="done", epoch=0, metrics=metrics)
