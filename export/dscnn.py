@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(for the card; default: QS4D_THREADS from the checkpoint)")
     p.add_argument("--zoo", default="models/zoo", help="S4D bundles to compare with")
     p.add_argument("--card-only", action="store_true", help="rewrite README.md from metrics.json")
+    p.add_argument("--note", help="a note on the side-by-side table, kept in metrics.json "
+                   "('' removes it)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch.set_num_threads(1)
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         command = (f"{env}qs4d train --config {args.recipe} --out {Path(args.ckpt).parent}"
                    f"{extra} && python -m qs4d.export.dscnn " + " ".join(argv))
         metrics = export(Path(args.ckpt), out, command)
+    if args.note is not None:
+        metrics = {k: v for k, v in metrics.items() if k != "note"}
+        metrics.update({"note": args.note} if args.note else {})
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     write_card(out, metrics, Path(args.zoo))
     print(json.dumps({k: v for k, v in metrics.items() if k.startswith("onnx_")}, indent=2))
     return 0

@@ -140,7 +140,7 @@ Weight memory: weights at their bit width plus 32-bit biases, as in the zoo card
 `params` are the trainable parameters of its training run (spec.json).
 
 {side_by_side(zoo_rows(zoo) + dscnn_rows(m, name))}
-"""
+{f"{chr(10)}**Note:** {m['note']}{chr(10)}" if m.get("note") else ""}"""
 
 
 def write_card(out: Path, metrics: dict, zoo: Path) -> None:
