@@ -10,8 +10,9 @@ Glossary: B batch, L frames (time), F features (mel bands), C filters, K classes
     4 x [ depthwise 3x3 'same' -> BN -> ReLU -> pointwise C -> BN -> ReLU ]
     Dropout 0.4 -> average pool -> Linear K       (logits; the reference's softmax is in the loss)
 
-The reference pools with pool_size = (L/2, F/2) rounded down: the whole 49 x 20 map for the
-98 x 40 input here (at its own 49 x 10 input, 24 x 5 of the 25 x 5 map).
+Pooling here is global (GlobalAveragePool in ONNX). The reference pools with pool_size =
+(L/2, F/2) rounded down, which is the whole 49 x 20 map for the 98 x 40 input used here (at
+its own 49 x 10 input, 24 x 5 of the 25 x 5 map).
 
 Every convolution and the dense layer carry a bias (Keras' default). The reference reads
 49 x 10 MFCC; here the input is the runtime's 40 log-mel bands x 98 frames (kws_task).

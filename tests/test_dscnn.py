@@ -179,3 +179,19 @@ def test_side_by_side_table_reads_the_zoo():
          "onnx_float_test_acc": 90.0, "onnx_int8_test_acc": 89.0}
     table = side_by_side(rows + dscnn_rows(m, "kws-dscnn"))
     assert table.count("\n") == len(rows) + 3 and "kws-dscnn (int8)" in table
+
+
+def test_committed_baseline_files_match_their_metrics():
+    from qs4d.export.dscnn_card import card
+
+    d = ROOT / "models" / "baselines" / "kws-dscnn"
+    if not (d / "metrics.json").exists():
+        pytest.skip("no committed DS-CNN baseline")
+    m = json.loads((d / "metrics.json").read_text())
+    x = np.zeros((2, *m["input_shape"]), np.float32)  # (B, L, F)
+    for tag in ("float", "int8"):
+        path = d / f"dscnn_{tag}.onnx"
+        assert dx.weight_memory(path)["weight_bits"] == m[f"onnx_{tag}_weight_bits"]
+        assert dx.session(path).run(None, {"x": x})[0].shape == (2, m["dscnn"]["n_classes"])
+    text = card(m, ROOT / "models" / "zoo", d)
+    assert f"{m['onnx_int8_test_acc']:.2f}" in text and f"{m['macs']:,}" in text
