@@ -36,10 +36,13 @@ class Graph:
             self._consts[key] = cname
         return cname
 
-    def op(self, op_type: str, *inputs: str, name: str | None = None, **attrs) -> str:
+    def op(self, op_type: str, *inputs: str, name: str | None = None, outputs: int = 1,
+           **attrs):
+        """Append a node; its output name, or a tuple of `outputs` names."""
         out = self.fresh(name or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
-        return out
+        outs = [out] if outputs == 1 else [f"{out}_{j}" for j in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=out, **attrs))
+        return out if outputs == 1 else tuple(outs)
 
     def input(self, name: str, elem_type: int, shape: list) -> str:
         self.inputs.append(helper.make_tensor_value_info(name, elem_type, shape))
@@ -92,10 +95,10 @@ def np_dtype(itype: int):
     return _np_dtype(itype)
 
 
-def dequantize(g: Graph, x: str, m, x_dtype) -> str:
-    """float32(x) * m as one DequantizeLinear (zero point 0; per channel along axis 1)."""
+def dequantize(g: Graph, x: str, m, x_dtype, zp: int = 0) -> str:
+    """float32(x - zp) * m as one DequantizeLinear (per channel along axis 1)."""
     m = np.asarray(m, np.float32)
-    zp = g.const(np.zeros(m.shape, x_dtype))
+    zp = g.const(np.full(m.shape, zp, x_dtype))
     if m.ndim == 1:
         return g.op("DequantizeLinear", x, g.const(m), zp, axis=1)
     return g.op("DequantizeLinear", x, g.const(m), zp)

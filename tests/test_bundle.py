@@ -237,9 +237,9 @@ def test_onnx_graph_disagreeing_with_weights_refused(bundle):
     """A step.onnx whose constants differ from weights.npz (manifest re-hashed) computes
     something else than the bundle's numpy reference; loading it must fail, not diverge."""
     m = onnx.load(bundle / ONNX_FILE)
-    init = next(t for t in m.graph.initializer if t.name == "l0_B")
-    B = numpy_helper.to_array(init)  # (H, 2P) input column of the state update
-    init.CopyFrom(numpy_helper.from_array(-B, "l0_B"))
+    init = next(t for t in m.graph.initializer if t.name.endswith("_B"))
+    B = numpy_helper.to_array(init)  # (n H, 2P): input columns of the state updates
+    init.CopyFrom(numpy_helper.from_array(-B, init.name))
     (bundle / ONNX_FILE).write_bytes(m.SerializeToString())
     write_manifest(bundle)
     x = steps_input(Spec.from_json((bundle / SPEC_FILE).read_text()), 100,
@@ -276,8 +276,8 @@ def test_exported_graphs_pass_checker_and_carry_the_spec(bundle_path, name):
 
 @pytest.mark.parametrize("name", ["int8", "w4", "tern", "pt6"])
 def test_integer_graph_clips_before_every_narrowing_cast(bundle_path, name):
-    """Float -> integer casts are fed by Clip (ONNX casts wrap silently); the other way to
-    narrow is QuantizeLinear, which saturates; the state is int32."""
+    """Float -> integer casts are fed by Clip (ONNX casts wrap silently); the other ways to
+    narrow are QuantizeLinear and QLinearMatMul, which saturate; the state is int32."""
     m = onnx.shape_inference.infer_shapes(onnx.load(bundle_path(name) / ONNX_FILE))
     types = {v.name: v.type.tensor_type.elem_type
              for v in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
@@ -291,7 +291,7 @@ def test_integer_graph_clips_before_every_narrowing_cast(bundle_path, name):
         if to in ints and types.get(node.input[0]) == TensorProto.FLOAT:
             casts += 1
             assert producer[node.input[0]].op_type == "Clip", node.name
-    saturating = sum(n.op_type == "QuantizeLinear" for n in m.graph.node)
+    saturating = sum(n.op_type in ("QuantizeLinear", "QLinearMatMul") for n in m.graph.node)
     assert casts + saturating >= 3 * len(m.graph.input)  # several per layer
     state_types = [i.type.tensor_type.elem_type for i in m.graph.input[1:]]
     assert set(state_types) == {TensorProto.INT32}
