@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 from scipy.signal import butter, group_delay, lfilter, sos2tf, sosfilt, sosfilt_zi
 
 from .spec import FrontendConfig, SpecError
@@ -195,7 +196,8 @@ class RPeakDetector:
         # causal median of 5 (2 samples delay): removes pacing spikes, keeps the QRS
         raw = np.concatenate([s["raw"], x])  # (4 + L,)
         s["raw"] = raw[-4:].copy()
-        x = np.median(np.lib.stride_tricks.sliding_window_view(raw, 5), axis=1)  # (L,)
+        win = np.lib.stride_tricks.sliding_window_view(raw, 5)  # (L, 5)
+        x = np.partition(win, 2, axis=1)[:, 2]  # (L,) the middle one: np.median's value
         q, s["zi_qrs"] = sosfilt(self.sos_qrs, x, zi=s["zi_qrs"])  # (L,)
         ref, s["zi_ref"] = sosfilt(self.sos_ref, x, zi=s["zi_ref"])  # (L,)
         d, s["zi_der"] = lfilter(self.b_der, [1.0], q, zi=s["zi_der"])  # (L,)
@@ -210,20 +212,18 @@ class RPeakDetector:
         s["scal"][1] = max(lo, hi)
         if hi <= lo:
             return np.zeros((0, 4))
-        m = buf[0]
-        j = np.arange(lo, hi) - (n0 - self.hist)  # (c,) buffer positions
-        view = np.lib.stride_tricks.sliding_window_view
-        left = view(m[j[0] - a: j[-1]], a).max(axis=1)  # (c,) max over [j-a, j-1]
-        right = view(m[j[0] + 1: j[-1] + b + 1], b).max(axis=1)  # (c,) max over [j+1, j+b]
+        m, off = buf[0], n0 - self.hist  # off: global index of buf[:, 0]
+        j = np.arange(lo, hi) - off  # (c,) buffer positions
+        left = _sliding_max(m[j[0] - a: j[-1]], a)  # (c,) max over [j-a, j-1]
+        right = _sliding_max(m[j[0] + 1: j[-1] + b + 1], b)  # (c,) max over [j+1, j+b]
         j = j[(m[j] > left) & (m[j] >= right) & (m[j] > 0)]
-        out = np.zeros((len(j), 4))
-        for c, jj in enumerate(j):
-            w = buf[1, jj - self.win[0]: jj - self.win[1] + 1]
-            w = w - np.median(w)  # baseline of the window
-            out[c] = (jj + n0 - self.hist, m[jj],
-                      jj - self.win[0] + int(np.argmax(np.abs(w))) + n0 - self.hist
-                      - self.delay, buf[2, jj - self.w_mwi: jj + 1].max())
-        return out  # (c, 4)
+        if not len(j):
+            return np.zeros((0, 4))
+        w = buf[1, j[:, None] + np.arange(-self.win[0], -self.win[1] + 1)]  # (c, window)
+        w = w - np.median(w, axis=1, keepdims=True)  # baseline of each window
+        r = j - self.win[0] + np.argmax(np.abs(w), axis=1) + off - self.delay  # (c,)
+        slope = buf[2, j[:, None] + np.arange(-self.w_mwi, 1)].max(axis=1)  # (c,)
+        return np.stack([j + off, m[j], r, slope], axis=1).astype(F64)  # (c, 4)
 
     def process(self, chunk: np.ndarray) -> list[int]:
         """Append samples (L,) (mV); return the R peaks (sample indices) decided by now."""
@@ -256,13 +256,15 @@ class RPeakDetector:
 
     def _rr_mean(self) -> float:
         rr = self._s["rr"]
-        return float(rr[rr > 0].mean()) if (rr > 0).any() else self.fs
+        rr = rr[rr > 0]
+        return float(np.add.reduce(rr) / len(rr)) if len(rr) else self.fs  # = rr.mean()
 
     def _accept(self, c: np.ndarray, out: list, rate: float) -> None:
         s, sc = self._s, self._s["scal"]
         if sc[6] > -1e8:
-            s["rr"] = np.roll(s["rr"], -1)
-            s["rr"][-1] = c[2] - sc[6]
+            rr = s["rr"]
+            rr[:-1] = rr[1:].copy()
+            rr[-1] = c[2] - sc[6]
         sc[4] = rate * c[1] + (1 - rate) * sc[4]
         sc[6], sc[7] = c[2], c[3]
         sc[8] = np.ceil(c[2] + 1.66 * self._rr_mean()) if self.search_back else -1
@@ -298,6 +300,11 @@ class RPeakDetector:
             self._accept(best, out, 0.25)
             sc[9] += 1
             s["noise"] = rest
+
+
+def _sliding_max(x: np.ndarray, w: int) -> np.ndarray:
+    """max(x[k: k + w]) for every k in [0, len(x) - w]: (len(x) - w + 1,), in O(len(x))."""
+    return maximum_filter1d(x, w, origin=-(w // 2))[: len(x) - w + 1]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from qs4d.runtime.ecg import (
     BeatStream,
     EcgFrontend,
     RPeakDetector,
+    _sliding_max,
     ecg_frontend_config,
 )
 from qs4d.runtime.ecg_metrics import class_report, detection_stats, match_beats
@@ -135,6 +136,15 @@ def test_rpeak_detection_on_held_out_subjects():
     print(f"\nR-peak detection, 32 held-out simulated subjects x 3 min: {total}")
     assert total.tp > 6000
     assert total.se >= 0.995 and total.ppv >= 0.995, str(total)
+
+
+@pytest.mark.parametrize("w", [1, 2, 7, 11, 72])
+def test_sliding_max_equals_the_window_max(w):
+    x = np.random.default_rng(w).standard_normal(300)
+    x[100:140] = x[99]  # plateaus: ties
+    ref = np.lib.stride_tricks.sliding_window_view(x, w).max(axis=1)
+    np.testing.assert_array_equal(_sliding_max(x, w), ref)
+    np.testing.assert_array_equal(_sliding_max(x[:w], w), x[:w].max(keepdims=True))
 
 
 def test_rpeak_delay_is_bounded(rec):
