@@ -5,6 +5,10 @@ batch of B sources advancing together): the front end's buffers and the recurren
 `accept(chunk)` takes any chunk length, buffers the remainder and returns the logits of every
 completed step; the result never depends on how the input was cut into chunks.
 
+A chunk of T > 1 steps runs through the executor's chunk runner when it has one
+(`runtime/chunked.py`: the numpy backend, layer-major over the chunk; bit-exact for integer
+bundles, equal to float rounding for float bundles), else step by step.
+
 Glossary: B batch/streams, T samples or steps in a chunk, F features, K classes.
 """
 
@@ -16,14 +20,16 @@ import numpy as np
 
 from .backends import BACKENDS, make_executor
 from .bundle import Bundle, load_bundle
+from .chunked import chunk_executor
 from .frontends import make_frontend
 from .quant import qrange
 from .spec import CrossbarConfig, Spec
 
 
 class Model:
-    def __init__(self, bundle: Bundle, backend: str, executor):
+    def __init__(self, bundle: Bundle, backend: str, executor, chunked: bool = True):
         self.bundle, self.backend, self.executor = bundle, backend, executor
+        self.chunk = chunk_executor(executor) if chunked else None  # (B,T,F), state -> ...
 
     @property
     def spec(self) -> Spec:
@@ -44,12 +50,14 @@ class Model:
 
 
 def load(path: str | Path, backend: str = "onnx", crossbar: CrossbarConfig | None = None,
-         threads: int = 1, float_graph: bool = False) -> Model:
-    """Load a bundle for one backend: "onnx" | "imssa" | "numpy"."""
+         threads: int = 1, float_graph: bool = False, chunked: bool = True) -> Model:
+    """Load a bundle for one backend: "onnx" | "imssa" | "numpy". chunked=False makes
+    `Stream.accept` step the executor once per step even where a chunk runner exists."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = load_bundle(path)
-    return Model(bundle, backend, make_executor(bundle, backend, crossbar, threads, float_graph))
+    return Model(bundle, backend, make_executor(bundle, backend, crossbar, threads, float_graph),
+                 chunked)
 
 
 class Stream:
@@ -87,15 +95,33 @@ class Stream:
 
     def accept(self, chunk) -> np.ndarray:
         """Logits (T_out, K), or (B, T_out, K) for a batch, of every completed step."""
-        feats = self.features(chunk)  # (B, T_out, F)
-        B, T, _ = feats.shape
-        K = self.model.spec.model.n_classes
-        out = np.empty((B, T, K), np.float32)  # (B, T, K)
-        ex, rec = self.model.executor, self.rec
-        for t in range(T):
-            out[:, t], rec = ex(feats[:, t], rec)
-        self.rec, self.steps = rec, self.steps + T
+        out = self._steps(self.features(chunk))  # (B, T_out, K)
         return out if self.batch is not None else out[0]
+
+    def run_features(self, feats) -> np.ndarray:
+        """The model alone on front-end features (T, F), or (B, T, F) for a batch: logits
+        (T, K) or (B, T, K), one row per feature row; the stream's front end is bypassed."""
+        f = np.asarray(feats, np.float32)
+        f = f[None] if self.batch is None else f
+        F = self.model.spec.model.d_input
+        if f.ndim != 3 or f.shape[0] != self.B or f.shape[2] != F:
+            want = f"(T, {F})" if self.batch is None else f"({self.B}, T, {F})"
+            raise ValueError(f"features of shape {np.shape(feats)}: expected {want}")
+        out = self._steps(f)
+        return out if self.batch is not None else out[0]
+
+    def _steps(self, feats: np.ndarray) -> np.ndarray:
+        """Features (B, T, F) -> logits (B, T, K), advancing the recurrent state."""
+        B, T, _ = feats.shape
+        ex, rec = self.model.executor, self.rec
+        if T > 1 and self.model.chunk is not None:
+            out, rec = self.model.chunk(feats, rec)
+        else:
+            out = np.empty((B, T, self.model.spec.model.n_classes), np.float32)  # (B, T, K)
+            for t in range(T):
+                out[:, t], rec = ex(feats[:, t], rec)
+        self.rec, self.steps = rec, self.steps + T
+        return out
 
     def state(self) -> dict:
         """All mutable state as a flat dict of numpy arrays (savable with np.savez)."""
