@@ -5,8 +5,10 @@
     qs4d ecg BUNDLE --csv ecg.csv [--fs 360]    # one column (mV) or time,mV
     cat samples.txt | qs4d ecg BUNDLE --stdin --fs 360
 
-The signal goes through runtime.ecg.BeatStream in chunks: the causal front end, the online
-R-peak detector and the model, one step per (decimated) sample. Each beat event is printed
+The signal goes through runtime.ecg.BeatStream in chunks (100 ms at real-time pace, 10 s as
+fast as possible from a file): the causal front end, the online R-peak detector and the model,
+one step per (decimated) sample; the numpy backend runs each chunk's steps as one layer-major
+pass (runtime/chunked.py), onnx steps its graph once per sample. Each beat event is printed
 with its time, AAMI class and posterior, then a rhythm summary (heart rate, beats per class,
 pattern hints), an EC57-style evaluation when reference annotations exist, and the CPU load:
 process CPU time / signal duration (the share of one core the stream needs at real-time pace)
@@ -32,27 +34,28 @@ from .rhythm import analyze, report
 
 class FeatureSteps:
     """A model stepped on front-end features (T, F) -> logits (T, K); BeatStream runs the
-    ECG front end itself, so it needs the model without the Stream's own front end."""
+    ECG front end itself, so it needs the model without the Stream's own front end
+    (`Stream.run_features`: the numpy backend runs whole chunks layer-major)."""
 
     def __init__(self, model):
-        self.executor = model.executor
-        self.state = self.executor.init_state(1)
+        self.stream = model.stream()
         self.steps = 0
 
     def accept(self, feats: np.ndarray) -> np.ndarray:
-        f = np.asarray(feats, np.float32)  # (T, F)
-        out = []
-        for t in range(len(f)):
-            y, self.state = self.executor(f[t: t + 1], self.state)  # (1, K)
-            out.append(y[0])
-        self.steps += len(f)
-        return np.asarray(out, np.float32).reshape(len(f), -1)  # (T, K)
+        out = self.stream.run_features(feats)  # (T, K)
+        self.steps += len(out)
+        return out
+
+
+PACED_CHUNK_MS = 100.0  # real-time pace: a beat is decided at most this much later
+FAST_CHUNK_MS = 10000.0  # as fast as possible: long chunks, little per-chunk overhead
 
 
 def _record(args, fs: int):
     """(Record or None, chunk iterator) for the chosen source."""
     if args.stdin:
-        return None, ecg_io.text_chunks(sys.stdin, args.fs or fs, args.chunk_ms / 1000.0)
+        return None, ecg_io.text_chunks(sys.stdin, args.fs or fs,
+                                        (args.chunk_ms or PACED_CHUNK_MS) / 1000.0)
     if args.wfdb:
         rec = ecg_io.read_wfdb(args.wfdb)
     elif args.csv:
@@ -66,7 +69,8 @@ def _record(args, fs: int):
         rec = ecg_io.Record(rec.name, rec.signal[:n], fs,
                             None if keep is None else rec.ref_samples[keep],
                             None if keep is None else rec.ref_labels[keep])
-    return rec, ecg_io.chunks(rec.signal, fs, args.chunk_ms / 1000.0, args.realtime)
+    chunk_ms = args.chunk_ms or (PACED_CHUNK_MS if args.realtime else FAST_CHUNK_MS)
+    return rec, ecg_io.chunks(rec.signal, fs, chunk_ms / 1000.0, args.realtime)
 
 
 def _evaluate(rec, det_t: np.ndarray, det_lab: list, fs: int, classes: tuple) -> str:
@@ -111,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="as fast as possible (the default)")
     p.add_argument("--fs", type=int, help="rate of --csv (one column) or --stdin samples")
     p.add_argument("--seconds", type=float, help="use only the first S seconds")
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="signal per chunk")
+    p.add_argument("--chunk-ms", type=float, help=f"signal per chunk (default "
+                   f"{PACED_CHUNK_MS:g} at --realtime and from --stdin, {FAST_CHUNK_MS:g} as "
+                   f"fast as possible from a file)")
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
     p.add_argument("--plot", metavar="PNG", help="write a 10-s strip with beats by class")
     p.add_argument("--plot-start", type=float, help="strip start (s); default: most ectopy")

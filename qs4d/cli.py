@@ -7,6 +7,7 @@ when called, so `qs4d kws` works on a runtime-only install without torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -19,6 +20,13 @@ COMMANDS = {
     "profile": ("qs4d.apps.profile", "latency, throughput, memory and energy per backend"),
     "sweep": ("qs4d.models.sweep", "grids of training and evaluation runs"),
 }
+
+
+# Commands that run bundles: numpy's BLAS gets one thread (set before numpy loads), like
+# ONNX Runtime's sessions. The runtime's matrices are small; a second BLAS thread gains little
+# and, on a loaded machine, spin-waits for a core (the numpy chunk runner ran 5-100x slower).
+RUNTIME_COMMANDS = ("kws", "ecg", "profile", "verify")
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def usage() -> str:
@@ -42,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qs4d: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name = COMMANDS[name][0]
+    if name in RUNTIME_COMMANDS:
+        for var in BLAS_THREAD_VARS:
+            os.environ.setdefault(var, "1")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
