@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Export trained runs into models/zoo/ (bundle + model card). Each line names the recipe
 # command that trained the run; runs that do not exist are skipped with a message.
-#   bash scripts/zoo_export.sh
+#   bash scripts/zoo_export.sh [NAME ...]      (default: every bundle below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
+ONLY=" $* "
 export_run() {  # NAME CHECKPOINT TRAIN_COMMAND
   local name=$1 ckpt=$2 cmd=$3
+  if [ "$ONLY" != "  " ] && [[ "$ONLY" != *" $name "* ]]; then return; fi
   if [ ! -f "$ckpt" ]; then echo "skip $name: $ckpt not found (train: $cmd)"; return; fi
   $PY -m qs4d export "$ckpt" --out "models/zoo/$name" --name "$name" --reeval \
     --command "$cmd && qs4d export $ckpt --out models/zoo/$name"
