@@ -209,7 +209,8 @@ def test_ecg_csv_in_process_matches_beat_stream(ecg_bundle, tmp_path, capsys):
         beats = re.findall(r"^\s+(\d+\.\d{3}) s  ([NSVFQ])  p=", out, re.M)
         assert [(f"{e.time_s:.3f}", e.label) for e in direct] == beats
         assert f"beats {len(direct)} over" in out and "heart rate" in out
-        assert re.search(r"CPU: .* of one core at real-time pace; 7200 model steps; \d+x real", out)
+        assert re.search(r"CPU: .* of one core as fast as possible in 60-s chunks; 7200 model "
+                         r"steps; \d+x real", out)
         assert "no beat annotations" in out
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
