@@ -372,17 +372,17 @@ class BeatStream:
         self._pending = np.concatenate([self._pending, np.asarray(peaks, np.int64)])
         rows = (self._pending + self.delay) // self.k  # (b,) logits row of each beat
         ready = rows < self._rows
-        events = []
-        for r, j in zip(self._pending[ready], rows[ready]):
-            i = int(j - self._rows + len(ring))
-            if i < 0:
-                log.warning("BeatStream: beat at sample %d found after its logits row left the "
-                            "%d-row buffer; dropped", r, self.keep)
-                continue
-            p = softmax(ring[i])  # (K,)
-            c = int(np.argmax(p))
-            events.append(BeatEvent(time_s=float(r) / self.fs, sample=int(r),
-                                    label=self.labels[c], confidence=float(p[c]), probs=p))
+        r_ready = self._pending[ready]  # (e,) R samples
+        idx = rows[ready] - self._rows + len(ring)  # (e,) their rows in the ring
+        for r in r_ready[idx < 0]:
+            log.warning("BeatStream: beat at sample %d found after its logits row left the "
+                        "%d-row buffer; dropped", r, self.keep)
+        r_ready, idx = r_ready[idx >= 0], idx[idx >= 0]
+        probs = softmax(ring[idx])  # (e, K), all at once
+        best = np.argmax(probs, axis=1)  # (e,)
+        events = [BeatEvent(time_s=float(r) / self.fs, sample=int(r), label=self.labels[c],
+                            confidence=float(p[c]), probs=p)
+                  for r, c, p in zip(r_ready.tolist(), best.tolist(), probs)]
         self._pending = self._pending[~ready]
         return events
 
