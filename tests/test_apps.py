@@ -244,6 +244,22 @@ def test_ecg_wfdb_is_evaluated_against_annotations(ecg_bundle, tmp_path, capsys)
     assert "accuracy" in out and "ref\\alg" in out
 
 
+def test_ecg_bench_side_by_side(ecg_bundle, tmp_path, capsys):
+    from qs4d.apps import ecg_bench
+
+    out = tmp_path / "speed.txt"
+    assert ecg_bench.main(["--bundles", str(ecg_bundle), "--chunks", "0.1,10", "--repeats", "1",
+                           "--realtime-s", "0.5", "--seconds", "20", "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = re.findall(r"^ecg-tiny\s+(numpy|onnx)\s+(\S+)s\s+(\d+)\s+(\d+).*  (\d+ .*)$", text,
+                      re.M)
+    assert sorted((be, c) for be, c, *_ in rows) == [("numpy", "0.1"), ("numpy", "10"),
+                                                     ("onnx", "0.1"), ("onnx", "10")]
+    assert len({beats for *_, beats in rows}) == 1  # the same beats and classes everywhere
+    assert "command: python -m qs4d.apps.ecg_bench --bundles" in text
+    assert len(re.findall(r"^  ecg-tiny\s+(numpy|onnx)\s+\d+\.\d+%$", text, re.M)) == 2
+
+
 def test_rhythm_hints():
     t = np.arange(40) * 0.75  # 80 bpm
     labs = list("NNNN" + "NVNVNVNV" + "NNNN" + "NNVNNVNNV" + "NN" + "VV" + "NN" + "VVVV"
