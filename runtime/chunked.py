@@ -233,6 +233,13 @@ class IntegerChunk:
                 "m_ru": multiplier(s_u, 1.0, k("res.scale")),
                 "m_ro": multiplier(k("glu.scale"), 1.0, k("res.scale")),
             })
+            # float32(B u) * m_b for every input code u (up to 12 bits), as the step computes it
+            lay, codes = self.layers[-1], np.arange(self.act[0], self.act[1] + 1, dtype=F32)
+            lay["pre"] = lay["pre_off"] = None
+            if len(codes) <= 4096:
+                tab = (codes[:, None] * lay["B"][:, None]).astype(F32) * lay["m_b"][:, None]
+                lay["pre"] = tab.astype(F32).reshape(-1, 2 * Pm)  # (H * R, 2Pm)
+                lay["pre_off"] = np.arange(H) * len(codes) - self.act[0]  # row: h R + u - qmin
             s_u = k("res.scale")
         a_max = float(max(abs(v) for v in self.act))
         self.enc = _IntLinear(w["enc.w"], w["enc.b"], a_max)
@@ -274,10 +281,13 @@ class IntegerChunk:
                 t0, t1 = spans[r - i]
                 u = h[:, t0:t1] if i == 0 else inputs[i]  # (B, n, H)
                 cur[i], lens[i] = u, t1 - t0
-                p = pre[i, : t1 - t0]  # (n, B, H, 2Pm), contiguous
-                uf = u.transpose(1, 0, 2).astype(F32)[..., None]  # (n, B, H, 1)
-                np.multiply(uf, self.layers[i]["B"], out=p)  # B u: exact integers
-                np.multiply(p, self.layers[i]["m_b"], out=p)
+                lay, p = self.layers[i], pre[i, : t1 - t0]  # p: (n, B, H, 2Pm)
+                if lay["pre"] is not None:  # float32(B u) * m_b: a table row per code
+                    np.take(lay["pre"], u.transpose(1, 0, 2) + lay["pre_off"], axis=0, out=p)
+                else:
+                    uf = u.transpose(1, 0, 2).astype(F32)[..., None]  # (n, B, H, 1)
+                    np.multiply(uf, lay["B"], out=p)  # B u: exact integers
+                    np.multiply(p, lay["m_b"], out=p)
             S[0, a:b] = X[a:b]
             self._scan(S, pre, const, acc, a, b, max(lens.values()), views)
             for i in range(a, b):

@@ -94,6 +94,20 @@ def test_integer_chunks_equal_steps_bit_for_bit(int_bundle, block):
             np.testing.assert_array_equal(s, s_ref)
 
 
+def test_integer_chunk_without_input_tables(bundle_path):
+    """Wide activations (over 12 bits) skip the float32(B u) * m_b table: same bits."""
+    model = qs4d.load(bundle_path("int8"), backend="numpy")
+    chunk = IntegerChunk(model.executor, block=7)
+    for lay in chunk.layers:
+        assert lay["pre"] is not None
+        lay["pre"] = lay["pre_off"] = None
+    x = features(model.spec, 100, 9)
+    ref, st_ref = step_loop(model.executor, x)
+    got, st = run_cut(chunk, x, [33])
+    np.testing.assert_array_equal(got, ref)
+    assert all(np.array_equal(a, b) for a, b in zip(st, st_ref))
+
+
 def test_stream_uses_the_chunk_runner_and_can_step(float_bundle, int_bundle):
     for path in (float_bundle, int_bundle):
         m = qs4d.load(path, backend="numpy")
