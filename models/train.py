@@ -168,7 +168,8 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
             metrics[f"{phase}_{name}_acc"] = evaluate(model, split)
         checkpoint.save(out / f"{phase}.pt", model, train=tcfg, frontend=task.frontend,
                         labels=task.labels, phase=phase, epoch=epochs[phase], metrics=metrics)
-    metrics.update(final_metrics(model, task))
+    metrics.update(_final_from_last_phase(metrics, active) or final_metrics(model, task))
+    metrics["params"] = model.n_params()
     metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + (time.time() - t0) / 60, 2)
     checkpoint.save(out / "final.pt", model, train=tcfg, frontend=task.frontend,
                     labels=task.labels, phase="done", epoch=0, metrics=metrics)
@@ -182,6 +183,15 @@ def final_metrics(model, task: Task) -> dict:
     for name, split in task.extra.items():
         m[f"{name}_acc"] = evaluate(model, split)
     return m
+
+
+def _final_from_last_phase(metrics: dict, active: list) -> dict:
+    """The final accuracies are the last phase's end-of-phase ones (the model has not changed
+    since): {} when that phase left none, so the caller measures them."""
+    if not active or f"{active[-1]}_test_acc" not in metrics:
+        return {}
+    pre = f"{active[-1]}_"
+    return {k[len(pre):]: v for k, v in metrics.items() if k.startswith(pre) and k.endswith("_acc")}
 
 
 def _start(tcfg, mcfg, out: Path, resume: bool):

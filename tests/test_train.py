@@ -47,6 +47,19 @@ def test_float_learns_and_4bit_qat_stays_close(toy_run):
 
 
 @pytest.mark.slow
+def test_final_metrics_are_the_last_phase_ones_and_match_the_reloaded_model(toy_run):
+    """The final accuracies reuse the last phase's end-of-phase evaluation (the model is
+    unchanged since), and a model reloaded from final.pt measures the same."""
+    _, metrics, out = toy_run
+    assert {k: metrics[k] for k in ("val_acc", "test_acc")} == \
+        {"val_acc": metrics["qat_val_acc"], "test_acc": metrics["qat_test_acc"]}
+    task = train_mod.load_task(TOY)
+    rebuilt, _ = checkpoint.load(out / "final.pt")
+    assert train_mod.evaluate(rebuilt, task.test) == metrics["test_acc"]
+    assert train_mod.evaluate(rebuilt, task.val) == metrics["val_acc"]
+
+
+@pytest.mark.slow
 def test_checkpoint_loads_weights_only_and_rebuilds_the_model(toy_run):
     model, metrics, out = toy_run
     for name in ("final.pt", "ckpt.pt"):
