@@ -28,8 +28,11 @@ def zoo_rows(zoo: Path) -> list[dict]:
         q, steps = spec.quant, round(1.0 / step_period_s(spec))
         w = "ternary" if q.weights.bits == 2 else f"w{q.weights.bits}"
         bits = f"{w}/a{q.act.bits}/state{q.state.bits}" if q.integer else "float32"
-        rows.append({"model": path.parent.name, "arch": f"S4D {spec.model.n_layers}x"
-                     f"H{spec.model.d_model} N{spec.model.d_state}", "bits": bits,
+        m = spec.model
+        pruned = f", {max(m.modes)} of {m.d_state // 2} modes" if m.modes and \
+            max(m.modes) < m.d_state // 2 else ""
+        rows.append({"model": path.parent.name, "arch": f"S4D {m.n_layers}x"
+                     f"H{m.d_model} N{m.d_state}{pruned}", "bits": bits,
                      "params": spec.metrics.get("params"), "weight_bits": weight_bits(spec, {}),
                      "macs_1s": step_costs(spec).macs * steps,
                      "macs_note": f"{step_costs(spec).macs} x {steps} steps",
