@@ -13,15 +13,10 @@ from scipy.signal import lfilter, sosfilt
 
 from qs4d.models.data import ecg_sim as es
 from qs4d.models.data.ecg_data import WindowConfig, windows_from_arrays
-from qs4d.runtime.ecg import (
-    BeatStream,
-    EcgFrontend,
-    RPeakDetector,
-    _sliding_max,
-    ecg_frontend_config,
-)
+from qs4d.runtime.ecg import BeatStream, EcgFrontend, ecg_frontend_config
 from qs4d.runtime.ecg_metrics import class_report, detection_stats, match_beats
 from qs4d.runtime.records import load_record208
+from qs4d.runtime.rpeak import RPeakDetector, _sliding_max
 from qs4d.runtime.spec import FrontendConfig, SpecError
 
 FS = 360

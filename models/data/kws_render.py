@@ -1,0 +1,131 @@
+"""Rendering one clip of the keyword data builder (`kws_build.py`): the speech synthesizers
+(espeak-ng and flite, Debian packages) and their voice lists, how espeak voice variants are
+dealt to the splits, and a word placed in a 1-s 16-kHz WAV.
+
+Glossary: L samples, SR 16 kHz output rate.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+from .augment import resample, trim_silence
+
+SR = 16000
+CLIP = SR  # samples in one 1-s clip
+
+FLITE_F0 = {"slt": (140.0, 230.0)}  # int_f0_target_mean range (Hz) per voice; others below
+FLITE_F0_MALE = (80.0, 150.0)
+
+
+def speak(text: str, voice: str, speed: int, pitch: int) -> tuple[int, np.ndarray]:
+    """espeak-ng's (rate, int16 samples) of `text` (22.05 kHz)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = os.path.join(tmp, "w.wav")
+        cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", wav, text]
+        subprocess.run(cmd, capture_output=True, check=True)
+        return wavfile.read(wav)
+
+
+def speak_flite(text: str, voice: str, stretch: float, f0: float) -> tuple[int, np.ndarray]:
+    """flite's (rate, int16 samples) of `text` (8 or 16 kHz, by voice)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = os.path.join(tmp, "w.wav")
+        cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
+        cmd += ["--setf", f"int_f0_target_mean={f0:.1f}"] if f0 else []
+        subprocess.run([*cmd, "-t", text, "-o", wav], capture_output=True, check=True)
+        return wavfile.read(wav)
+
+
+def espeak_voices(limit: int) -> tuple[list[str], list[str]]:
+    """English accents of espeak-ng's own voices (mbrola ones need mbrola) and all variants."""
+    run = lambda *a: subprocess.run(["espeak-ng", *a], capture_output=True, text=True,  # noqa: E731
+                                    check=True).stdout
+    rows = [ln.split() for ln in run("--voices=en").splitlines()[1:]]
+    accents = sorted({r[1] for r in rows if len(r) > 4 and r[4].startswith("gmw/")})
+    data = Path(run("--version").split("Data at:")[1].strip())
+    variants = sorted(p.name for p in (data / "voices" / "!v").iterdir()
+                      if re.fullmatch(r"[A-Za-z0-9_-]+", p.name))
+    variants = variants[: max(3, limit)] if limit else variants
+    if not accents or len(variants) < 3:
+        raise RuntimeError(f"espeak-ng: need English voices and >= 3 variants, got {accents} "
+                           f"and {variants}")
+    return accents, variants
+
+
+def flite_voices() -> list[str]:
+    """flite's built-in full voices (`flite -lv`; awb_time only speaks the time)."""
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
+    voices = [v for v in out.split(":", 1)[-1].split() if v != "awb_time"]
+    if not voices:
+        raise RuntimeError(f"flite -lv lists no voices: {out!r}")
+    return voices
+
+
+def deal_variants(variants: list[str], rng: np.random.Generator) -> dict[str, str]:
+    """Variant -> split: 10 % validation, 10 % testing (at least one each), the rest train."""
+    order = [variants[i] for i in rng.permutation(len(variants))]
+    k = max(1, round(0.1 * len(order))) if len(order) >= 3 else 0
+    return {v: ("validation" if i < k else "testing" if i < 2 * k else "train")
+            for i, v in enumerate(order)}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One output WAV: where it goes, where it comes from, and how to render it."""
+
+    rel: str  # path relative to the output directory
+    split: str  # "train" | "validation" | "testing"
+    source: str  # provenance for sources.csv
+    licence: str
+    real: bool = False  # listed in real_test_list.txt
+    text: str = ""  # text to synthesize; "" for a recording
+    engine: str = "espeak"  # "espeak" or "flite" (when text is set)
+    voice: str = ""  # espeak voice "accent+variant", or a flite voice name
+    speed: int = 175  # espeak words per minute
+    pitch: int = 50  # espeak pitch 0..99
+    stretch: float = 1.0  # flite duration_stretch (> 1 is slower)
+    f0: float = 0.0  # flite int_f0_target_mean in Hz (0: the voice's own)
+    wav: str = ""  # source recording (8 kHz Asterisk prompt)
+    u: float = 0.0  # placement of the word in the second, in [0, 1)
+    peak_db: float = 0.0  # peak level after placement (dBFS); 0 keeps a recording's level
+
+
+def place(word: np.ndarray, u: float) -> tuple[np.ndarray, bool]:
+    """Put a word (L,) into a 1-s clip at offset floor(u * slack); center-crop if too long."""
+    if len(word) > CLIP:
+        s = (len(word) - CLIP) // 2
+        return word[s:s + CLIP].copy(), True
+    out = np.zeros(CLIP)  # (CLIP,)
+    off = int(u * (CLIP - len(word) + 1))
+    out[off:off + len(word)] = word
+    return out, False
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:  # float in [-1, 1) -> int16, saturating
+    return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def render(job: tuple[Clip, str]) -> tuple[str, bool]:
+    """Write one clip; returns (rel, truncated). Depends only on the clip, never on order."""
+    clip, out = job
+    if not clip.text:
+        sr, raw = wavfile.read(clip.wav)
+    elif clip.engine == "flite":
+        sr, raw = speak_flite(clip.text, clip.voice, clip.stretch, clip.f0)
+    else:
+        sr, raw = speak(clip.text, clip.voice, clip.speed, clip.pitch)
+    word = trim_silence(resample(raw / 32768.0, sr, SR), SR)  # (L,)
+    x, truncated = place(word, clip.u)  # (CLIP,)
+    if clip.peak_db and np.abs(x).max() > 0:
+        x = x * (10 ** (clip.peak_db / 20) / np.abs(x).max())
+    wavfile.write(os.path.join(out, clip.rel), SR, to_int16(x))
+    return clip.rel, truncated
