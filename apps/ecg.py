@@ -120,7 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=float, help=f"signal per chunk (default "
                    f"{PACED_CHUNK_MS:g} at --realtime and from --stdin, {FAST_CHUNK_MS:g} as "
                    f"fast as possible from a file)")
-    p.add_argument("--backend", choices=BACKENDS, default="onnx")
+    p.add_argument("--backend", choices=BACKENDS, help="default: numpy as fast as possible "
+                   "from a file (whole chunks layer-major, runtime/chunked.py), onnx at "
+                   "real-time pace and from --stdin (one graph call per sample); integer "
+                   "bundles give bit-identical events on both")
     p.add_argument("--plot", metavar="PNG", help="write a 10-s strip with beats by class")
     p.add_argument("--plot-start", type=float, help="strip start (s); default: most ectopy")
     p.add_argument("--quiet", action="store_true", help="no line per beat")
@@ -128,8 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_backend(args) -> str:
+    """The backend `qs4d ecg` uses when --backend is not given (see its help)."""
+    if args.backend:
+        return args.backend
+    return "onnx" if args.realtime or args.stdin else "numpy"
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    args.backend = default_backend(args)
     model = load(args.bundle, backend=args.backend)
     fe = model.spec.frontend
     if fe.kind != "ecg":

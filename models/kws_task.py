@@ -100,12 +100,24 @@ def build_features(root: Path, cfg: TrainConfig) -> dict:
     return out
 
 
+def train_keep(speakers, exclude: tuple) -> np.ndarray:
+    """(n,) bool: the training clips whose speaker name starts with none of `exclude`."""
+    speakers = np.asarray(speakers, dtype=str)
+    drop = np.zeros(len(speakers), dtype=bool)
+    for prefix in exclude:
+        drop |= np.char.startswith(speakers, prefix)
+    return ~drop
+
+
 def kws_task(cfg: TrainConfig) -> Task:
     if not cfg.data:
         raise ValueError("the kws task needs train.data = a data set built by `qs4d data kws`")
     f = build_features(Path(cfg.data), cfg)
-    x_train = np.concatenate([f["x_train"]] + [f[f"x_train_aug{k}"] for k in range(N_AUG)])
-    y_train = np.concatenate([f["y_train"]] * (N_AUG + 1))
+    index = load_index(Path(cfg.data), DIGITS12, seed=cfg.seed)
+    keep = train_keep(index.select("train").speakers, cfg.exclude_train)  # (n_train,)
+    x_train = np.concatenate([f["x_train"][keep]]
+                             + [f[f"x_train_aug{k}"][keep] for k in range(N_AUG)])
+    y_train = np.concatenate([f["y_train"][keep]] * (N_AUG + 1))
     mean = x_train.mean(axis=(0, 1))  # (F,)
     std = x_train.std(axis=(0, 1)) + 1e-3  # (F,)
     frontend = FRONTEND.replace(norm_mean=tuple(float(v) for v in mean),
@@ -117,7 +129,7 @@ def kws_task(cfg: TrainConfig) -> Task:
         keep = np.random.default_rng(cfg.seed).permutation(len(x_train))[:cfg.max_train]
         x_train, y_train = x_train[keep], y_train[keep]
     # the testing list holds the real-speaker clips too: report them apart from the synthetic
-    real = load_index(Path(cfg.data), DIGITS12, seed=cfg.seed).select("testing").real  # (n,)
+    real = index.select("testing").real  # (n,)
     synth = ~np.asarray(real, bool)
     extra = {"real": (norm(f["x_real"]), lab(f["y_real"])),
              "test_all": (norm(f["x_testing"]), lab(f["y_testing"]))}

@@ -279,6 +279,7 @@ class TrainConfig(_Config):
     label_smoothing: float = 0.0
     init: str = ""  # start from this checkpoint's weights (e.g. a float run's float.pt)
     qat_batches: int = 0  # batches per QAT epoch (0 = the whole training set)
+    exclude_train: tuple = ()  # kws: speaker-name prefixes left out of the training split
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
@@ -289,6 +290,11 @@ class TrainConfig(_Config):
                      "qat_batches"):
             if getattr(self, name) < 0:
                 raise SpecError(f"TrainConfig.{name}: must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.exclude_train, str) or not all(
+                isinstance(v, str) and v for v in self.exclude_train):
+            raise SpecError("TrainConfig.exclude_train: a list of non-empty speaker prefixes, "
+                            f"got {self.exclude_train!r}")
+        object.__setattr__(self, "exclude_train", tuple(self.exclude_train))
 
 
 @dataclass(frozen=True)

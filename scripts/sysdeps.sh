@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages qs4d's data builders, tests and demo use. Installs only what is missing.
 set -euo pipefail
-PKGS=(espeak-ng flite sox
+PKGS=(espeak-ng flite sox festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
       asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
       asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
       asterisk-moh-opsound-wav

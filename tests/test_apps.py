@@ -227,6 +227,25 @@ def test_ecg_stdin_text(ecg_bundle, capsys, monkeypatch):
     assert re.search(r"beats \d+ over", out)
 
 
+def test_ecg_default_backend_numpy_fast_onnx_paced_same_events(ecg_bundle, tmp_path, capsys):
+    parse = ecg_app.build_parser().parse_args
+    b = str(ecg_bundle)
+    assert ecg_app.default_backend(parse([b, "--fast"])) == "numpy"
+    assert ecg_app.default_backend(parse([b])) == "numpy"
+    assert ecg_app.default_backend(parse([b, "--realtime"])) == "onnx"
+    assert ecg_app.default_backend(parse([b, "--stdin", "--fs", "360"])) == "onnx"
+    assert ecg_app.default_backend(parse([b, "--fast", "--backend", "imssa"])) == "imssa"
+    x, fs = load_record208()
+    csv = write_csv(tmp_path / "e.csv", x[: 20 * fs], fs, False)
+    outs = {}
+    for be in ([], ["--backend", "onnx"]):
+        assert ecg_app.main([b, "--csv", str(csv), "--fs", "360"] + be) == 0
+        out = capsys.readouterr().out
+        assert f"backend='{be[1] if be else 'numpy'}'" in out
+        outs[bool(be)] = re.findall(r"^\s+(\d+\.\d{3}) s  ([NSVFQ])  p=(\S+)", out, re.M)
+    assert outs[False] and outs[False] == outs[True]  # integer bundle: bit-identical events
+
+
 def test_ecg_wfdb_is_evaluated_against_annotations(ecg_bundle, tmp_path, capsys):
     wfdb = pytest.importorskip("wfdb")
     x, fs = load_record208()

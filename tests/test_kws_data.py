@@ -28,7 +28,8 @@ from qs4d.models.data.speech_commands import (
 
 TINY = ["--per-word", "1", "--per-unknown", "1", "--silence", "20", "--limit", "2",
         "--noise-seconds", "2", "--real-copies", "2", "--real-unknown", "2", "--quiet",
-        "--flite-per-word", "1", "--flite-per-unknown", "1"]
+        "--flite-per-word", "1", "--flite-per-unknown", "1", "--festival-per-word", "1",
+        "--festival-per-unknown", "1"]
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (scripts/sysdeps.sh)")
@@ -46,7 +47,7 @@ def all_wavs(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    for tool in ("espeak-ng", "flite"):
+    for tool in ("espeak-ng", "flite", "festival"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (scripts/sysdeps.sh)")
     out = tmp_path_factory.mktemp("kws") / "set"
@@ -128,6 +129,42 @@ def test_flite_voices_speak_digits_and_unknown_words_in_train_only(built):
         src = [row for row in csv.DictReader(fh) if "/flite-" in row["path"]]
     assert len(src) == len(flite) and all("duration_stretch=" in r["source"] for r in src)
     assert "flite" in (built / "README.md").read_text()
+
+
+@needs_espeak
+def test_festival_voices_speak_in_train_only_and_batching_changes_nothing(built, tmp_path):
+    from qs4d.models.data.kws_render import render
+
+    val, test = set(lines(built, "validation_list.txt")), set(lines(built, "testing_list.txt"))
+    fest = [r for r in all_wavs(built) if "/festival-" in r]
+    assert {r.split("/")[0] for r in fest} == set(kws_build.DIGITS) | set(kws_build.UNKNOWN_WORDS)
+    assert not (set(fest) & (val | test))
+    with open(built / "sources.csv") as fh:
+        src = [row for row in csv.DictReader(fh) if "/festival-" in row["path"]]
+    assert len(src) == len(fest) and all("Duration_Stretch=" in r["source"] for r in src)
+    assert "festival voices" in (built / "README.md").read_text()
+    # a clip rendered alone is byte-identical to the same clip rendered within a batch
+    clips = [kws_build.Clip(rel=f"c{i}.wav", split="train", source="", licence="", text=w,
+                            engine="festival", voice=v, stretch=s, f0=f, u=0.3, peak_db=-3.0)
+             for i, (w, v, s, f) in enumerate([("seven", "kal_diphone", 1.2, 150.0),
+                                                ("three", "cmu_us_slt_arctic_hts", 1.0, 0.0),
+                                                ("nine", "kal_diphone", 0.8, 100.0)])
+             if v in kws_render_voices()]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert [r for r, _ in render((clips, str(tmp_path / "a")))] == [c.rel for c in clips]
+    for c in clips:
+        render(([c], str(tmp_path / "b")))
+        one, two = (wavfile.read(tmp_path / d / c.rel)[1] for d in "ab")
+        assert np.abs(one).max() > 1000 and np.array_equal(one, two)
+    sr, x = wavfile.read(tmp_path / "a" / clips[0].rel)
+    assert sr == 16000 and x.shape == (16000,)
+
+
+def kws_render_voices() -> list:
+    from qs4d.models.data.kws_render import festival_voices
+
+    return festival_voices()
 
 
 @needs_espeak

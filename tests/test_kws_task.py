@@ -28,3 +28,19 @@ def test_cache_key_changes_when_the_data_set_changes(tmp_path):
     (tmp_path / "testing_list.txt").write_text("two/b_nohash_0.wav\n")  # a clip changes split
     assert _data_id(tmp_path) != id2 and _cache_key(cfg, tmp_path) != key2
     assert _cache_key(cfg.replace(seed=1), tmp_path) != _cache_key(cfg, tmp_path)
+
+
+def test_exclude_train_drops_speakers_by_prefix_and_is_validated():
+    from qs4d.models.kws_task import train_keep
+    from qs4d.runtime.spec import SpecError
+
+    spk = ["espeak-en-us+max", "ast-carlo-it", "flite-slt", "ast-june-fr", "festival-kal"]
+    np.testing.assert_array_equal(train_keep(spk, ()), [True] * 5)
+    np.testing.assert_array_equal(train_keep(spk, ("ast-",)), [True, False, True, False, True])
+    np.testing.assert_array_equal(train_keep(spk, ("ast-june", "flite")),
+                                  [True, True, False, False, True])
+    cfg = TrainConfig.from_dict({"task": "kws", "exclude_train": ["ast-"]})
+    assert cfg.exclude_train == ("ast-",) and TrainConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in ("ast-", [""], [1]):
+        with pytest.raises(SpecError, match="exclude_train"):
+            TrainConfig.from_dict({"task": "kws", "exclude_train": bad})

@@ -1,5 +1,5 @@
 """Rendering one clip of the keyword data builder (`kws_build.py`): the speech synthesizers
-(espeak-ng and flite, Debian packages) and their voice lists, how espeak voice variants are
+(espeak-ng, flite and festival, Debian packages) and their voice lists, how espeak voice variants are
 dealt to the splits, and a word placed in a 1-s 16-kHz WAV.
 
 Glossary: L samples, SR 16 kHz output rate.
@@ -24,6 +24,11 @@ CLIP = SR  # samples in one 1-s clip
 
 FLITE_F0 = {"slt": (140.0, 230.0)}  # int_f0_target_mean range (Hz) per voice; others below
 FLITE_F0_MALE = (80.0, 150.0)
+# festival: the HTS voice ignores Duration_Stretch and the intonation target (its speed and
+# pitch vary only through training augmentation); the diphone voices take both
+FESTIVAL_F0 = {"cmu_us_slt_arctic_hts": None, "kal_diphone": (85.0, 190.0),
+               "ked_diphone": (85.0, 190.0)}
+FESTIVAL_VOICES = Path("/usr/share/festival/voices")
 
 
 def speak(text: str, voice: str, speed: int, pitch: int) -> tuple[int, np.ndarray]:
@@ -43,6 +48,32 @@ def speak_flite(text: str, voice: str, stretch: float, f0: float) -> tuple[int, 
         cmd += ["--setf", f"int_f0_target_mean={f0:.1f}"] if f0 else []
         subprocess.run([*cmd, "-t", text, "-o", wav], capture_output=True, check=True)
         return wavfile.read(wav)
+
+
+def festival_script(clips: list, wav_dir: str) -> str:
+    """A festival script rendering each clip's text to wav_dir/<i>.wav: one process for many
+    clips (text2wave per clip spends ~1 s loading the voice). The voice is selected before
+    every clip, so each clip's audio depends only on that clip."""
+    lines = []
+    for i, c in enumerate(clips):
+        if not re.fullmatch(r"[A-Za-z' ]+", c.text) or c.voice not in FESTIVAL_F0:
+            raise ValueError(f"festival clip {c.rel}: text {c.text!r}, voice {c.voice!r}")
+        lines += [f"(voice_{c.voice})", f"(Parameter.set 'Duration_Stretch {c.stretch:.3f})"]
+        if c.f0:
+            lines.append(f"(set! int_lr_params '((target_f0_mean {c.f0:.1f}) (target_f0_std "
+                         f"{0.15 * c.f0:.1f}) (model_f0_mean 170) (model_f0_std 34)))")
+        wav = os.path.join(wav_dir, f"{i}.wav")
+        lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{c.text}")) "{wav}" \'riff)')
+    return "\n".join(lines) + "\n"
+
+
+def festival_voices() -> list[str]:
+    """The English festival voices of FESTIVAL_F0 that are installed (Debian festvox-*)."""
+    have = {p.name for p in FESTIVAL_VOICES.glob("*/*") if p.is_dir()}
+    voices = [v for v in FESTIVAL_F0 if v in have]
+    if not voices:
+        raise RuntimeError(f"no festival voice of {sorted(FESTIVAL_F0)} under {FESTIVAL_VOICES}")
+    return voices
 
 
 def espeak_voices(limit: int) -> tuple[list[str], list[str]]:
@@ -88,12 +119,12 @@ class Clip:
     licence: str
     real: bool = False  # listed in real_test_list.txt
     text: str = ""  # text to synthesize; "" for a recording
-    engine: str = "espeak"  # "espeak" or "flite" (when text is set)
-    voice: str = ""  # espeak voice "accent+variant", or a flite voice name
+    engine: str = "espeak"  # "espeak", "flite" or "festival" (when text is set)
+    voice: str = ""  # espeak voice "accent+variant", or a flite or festival voice name
     speed: int = 175  # espeak words per minute
     pitch: int = 50  # espeak pitch 0..99
-    stretch: float = 1.0  # flite duration_stretch (> 1 is slower)
-    f0: float = 0.0  # flite int_f0_target_mean in Hz (0: the voice's own)
+    stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch (> 1 is slower)
+    f0: float = 0.0  # flite int_f0_target_mean, festival target_f0_mean, Hz (0: the voice's)
     wav: str = ""  # source recording (8 kHz Asterisk prompt)
     u: float = 0.0  # placement of the word in the second, in [0, 1)
     peak_db: float = 0.0  # peak level after placement (dBFS); 0 keeps a recording's level
@@ -114,18 +145,38 @@ def to_int16(x: np.ndarray) -> np.ndarray:  # float in [-1, 1) -> int16, saturat
     return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def render(job: tuple[Clip, str]) -> tuple[str, bool]:
-    """Write one clip; returns (rel, truncated). Depends only on the clip, never on order."""
-    clip, out = job
-    if not clip.text:
-        sr, raw = wavfile.read(clip.wav)
-    elif clip.engine == "flite":
-        sr, raw = speak_flite(clip.text, clip.voice, clip.stretch, clip.f0)
-    else:
-        sr, raw = speak(clip.text, clip.voice, clip.speed, clip.pitch)
+def finish(clip: Clip, sr: int, raw: np.ndarray, out: str) -> tuple[str, bool]:
+    """Trim, resample, place and scale one synthesized or recorded word; write its WAV."""
     word = trim_silence(resample(raw / 32768.0, sr, SR), SR)  # (L,)
     x, truncated = place(word, clip.u)  # (CLIP,)
     if clip.peak_db and np.abs(x).max() > 0:
         x = x * (10 ** (clip.peak_db / 20) / np.abs(x).max())
     wavfile.write(os.path.join(out, clip.rel), SR, to_int16(x))
     return clip.rel, truncated
+
+
+def render(job: tuple[list, str]) -> list[tuple[str, bool]]:
+    """Write a batch of clips (festival clips share one festival process; others go one by
+    one); returns (rel, truncated) per clip. Each clip depends only on itself, never on order
+    or batching."""
+    clips, out = job
+    if clips and all(c.engine == "festival" and c.text for c in clips):
+        with tempfile.TemporaryDirectory() as tmp:
+            script = os.path.join(tmp, "run.scm")
+            Path(script).write_text(festival_script(clips, tmp))
+            subprocess.run(["festival", "-b", script], capture_output=True, check=True)
+            return [finish(c, *wavfile.read(os.path.join(tmp, f"{i}.wav")), out)
+                    for i, c in enumerate(clips)]
+    done = []
+    for clip in clips:
+        if clip.text and clip.engine == "festival":
+            done += render(([clip], out))
+            continue
+        if not clip.text:
+            sr, raw = wavfile.read(clip.wav)
+        elif clip.engine == "flite":
+            sr, raw = speak_flite(clip.text, clip.voice, clip.stretch, clip.f0)
+        else:
+            sr, raw = speak(clip.text, clip.voice, clip.speed, clip.pitch)
+        done.append(finish(clip, sr, raw, out))
+    return done
