@@ -49,7 +49,18 @@ class Graph:
         return name
 
     def output(self, value: str, name: str, elem_type: int, shape: list) -> None:
-        self.nodes.append(helper.make_node("Identity", [value], [name], name=f"out_{name}"))
+        """Make `value` a graph output called `name`: the node producing it is renamed to
+        write `name` (no Identity node: each costs a kernel launch per step); an input,
+        initializer or value that is already an output goes through an Identity."""
+        producer = next((n for n in self.nodes if value in n.output), None)
+        if producer is None or any(o.name == value for o in self.outputs):
+            self.nodes.append(helper.make_node("Identity", [value], [name], name=f"out_{name}"))
+        else:
+            producer.output[list(producer.output).index(value)] = name
+            for n in self.nodes:
+                for j, v in enumerate(n.input):
+                    if v == value:
+                        n.input[j] = name
         self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
 
     def model(self, metadata: dict) -> onnx.ModelProto:

@@ -185,10 +185,10 @@ class Int8Builder:
                               for i, s_u in zip(layers, s_us)])
         tot = g.op("Add", dequantize(g, acc_a, m_a, np.int32), dequantize(g, acc_b, m_b, np.int32),
                    name=f"{hint}_sum")
-        q = saturate8(g, tot, f"{hint}_state")
+        q = g.op("Cast", saturate8(g, tot, f"{hint}_state"), to=I32)  # one Cast for n layers
         q = [q] if n == 1 else g.op("Split", q, axis=1, name=f"{hint}_split", outputs=n)
-        for i, s8 in zip(layers, q):
-            g.output(g.op("Cast", s8, to=I32), f"new_state_{i}", I32, ["B", H, N])
+        for i, s32 in zip(layers, q):
+            g.output(s32, f"new_state_{i}", I32, ["B", H, N])
 
     def layer(self, i: int, u: str, s_u, t_c: str):
         """One block after the state terms: u (B, H) uint8 code + 128 at scale s_u, t_c the
