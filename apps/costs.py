@@ -99,6 +99,42 @@ def step_costs(spec: Spec) -> StepCosts:
         act_bits=q.act.bits if q.integer else 32, integer=q.integer)
 
 
+FLOAT_BITS = 32  # float32 baselines: every weight, state value and ADC result in 32 bits
+
+
+def adc_costs(spec: Spec) -> dict:
+    """ADC work of one step with every S4D layer on a crossbar: one conversion per row of the
+    (2P+1) x (2P+2) block of each channel, the 2P state rows at the state's bits and the
+    output row at the ADC group's bits (float32 baselines: 32 bits)."""
+    m, q = spec.model, spec.quant
+    sb, yb = (q.state.bits, q.adc.bits) if q.integer else (FLOAT_BITS, FLOAT_BITS)
+    H = m.d_model
+    return {"adc_conversions": sum(H * (2 * P + 1) for P in m.layer_modes),
+            "adc_bit_conversions": sum(H * (2 * P * sb + yb) for P in m.layer_modes)}
+
+
+REDUCED = ("bitops", "mem_bits", "weight_mem_bits", "adc_bit_conversions")
+
+
+def complexity(spec: Spec) -> dict:
+    """Bit operations, memory bits (weight codes + state) and ADC work per step of a spec,
+    the same of the float32 model of its unpruned architecture (keys float_*), and the
+    reduction factors float / this (keys *_reduction)."""
+    ref = Spec(model=spec.model.replace(modes=()), frontend=spec.frontend)
+    out: dict = {}
+    for name, s in (("", spec), ("float_", ref)):
+        c, a = step_costs(s), adc_costs(s)
+        out.update({f"{name}bitops": c.bitops, f"{name}macs": c.macs,
+                    f"{name}weight_mem_bits": c.weight_code_bits,
+                    f"{name}state_mem_bits": c.state_bits,
+                    f"{name}mem_bits": c.weight_code_bits + c.state_bits,
+                    f"{name}adc_conversions": a["adc_conversions"],
+                    f"{name}adc_bit_conversions": a["adc_bit_conversions"]})
+    for k in REDUCED:
+        out[f"{k}_reduction"] = round(out[f"float_{k}"] / out[k], 3)
+    return out
+
+
 def step_period_s(spec: Spec) -> float:
     """Seconds of input per model step: the hop (logmel), decimate / fs (ecg), 1 / fs (identity)."""
     fe = spec.frontend

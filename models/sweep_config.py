@@ -60,6 +60,15 @@ def short_hash(d) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def file_digest(path: str) -> str:
+    """sha256 (16 hex digits) of a file's bytes; "absent" when it does not exist yet (a dry
+    run before the checkpoint is trained)."""
+    p = Path(path)
+    if not p.is_file():
+        return "absent"
+    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Base:
     """A shared float stage: pre-training (parent None), an existing float checkpoint
@@ -251,6 +260,8 @@ def make_run(cfg: SweepConfig, point: dict) -> Run:
                         f"d_model/d_state/n_layers axes")
     base = make_base(tcfg, mcfg)
     config = {"train": tcfg.to_dict(), "model": mcfg.to_dict(), "quant": qcfg.to_dict()}
+    if tcfg.init:  # a retrained checkpoint at the same path is a different run
+        config["init_digest"] = file_digest(tcfg.init)
     P = tcfg.prune_keep or mcfg.d_state // 2
     run_id = (f"{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}l{mcfg.n_layers}-{method}-"
               f"{quant_tag(qcfg)}" + (f"-p{P}" if tcfg.prune_keep else "")
@@ -279,7 +290,7 @@ def make_base(tcfg: TrainConfig, mcfg: ModelConfig) -> Base:
     ft = TrainConfig(**{f: getattr(tcfg, f) for f in FLOAT_FIELDS})
     key = {"train": ft.to_dict(), "model": mcfg.to_dict()}
     if tcfg.init:
-        key = {"init": str(Path(tcfg.init).resolve())}
+        key = {"init": str(Path(tcfg.init).resolve()), "digest": file_digest(tcfg.init)}
     fbase = Base(f"{'init' if tcfg.init else 'float'}-{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}"
                  f"l{mcfg.n_layers}-s{tcfg.seed}-{short_hash(key)}", ft, mcfg,
                  external=key.get("init", ""))

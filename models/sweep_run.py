@@ -33,7 +33,6 @@ from .tasks import load_task
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
-FLOAT_BITS = 32
 
 
 def _worker_setup() -> None:
@@ -134,40 +133,15 @@ def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
 
 # ------------------------------------------------------------------------ costs
 
-def adc_costs(spec: Spec) -> dict:
-    """ADC work of one step with every S4D layer on a crossbar: one conversion per row of the
-    (2P+1) x (2P+2) block of each channel, the 2P state rows at the state's bits and the
-    output row at the ADC group's bits (float32 baselines: 32 bits)."""
-    m, q = spec.model, spec.quant
-    sb, yb = (q.state.bits, q.adc.bits) if q.integer else (FLOAT_BITS, FLOAT_BITS)
-    H = m.d_model
-    return {"adc_conversions": sum(H * (2 * P + 1) for P in m.layer_modes),
-            "adc_bit_conversions": sum(H * (2 * P * sb + yb) for P in m.layer_modes)}
-
-
 def step_costs(model, mcfg_recipe) -> dict:
     """Bit operations, memory bits and ADC work per step of the model, and the reduction
     factors against the float32 model of the unpruned recipe architecture."""
-    from qs4d.apps.costs import step_costs as costs_of
+    from qs4d.apps.costs import complexity
 
     qcfg = model.qcfg if model.quant is not None else QuantConfig()
     if qcfg.any_enabled and not qcfg.integer:
         return {}  # a partly quantized model (per-component study) has no integer step
-    cfg = model.cfg.replace(norm="none")
-    spec = Spec(model=cfg, quant=qcfg)
-    ref = Spec(model=cfg.replace(modes=()), quant=QuantConfig())
-    out: dict = {}
-    for name, s in (("", spec), ("float_", ref)):
-        c, a = costs_of(s), adc_costs(s)
-        out.update({f"{name}bitops": c.bitops, f"{name}macs": c.macs,
-                    f"{name}weight_mem_bits": c.weight_code_bits,
-                    f"{name}state_mem_bits": c.state_bits,
-                    f"{name}mem_bits": c.weight_code_bits + c.state_bits,
-                    f"{name}adc_conversions": a["adc_conversions"],
-                    f"{name}adc_bit_conversions": a["adc_bit_conversions"]})
-    for k in ("bitops", "mem_bits", "weight_mem_bits", "adc_bit_conversions"):
-        out[f"{k}_reduction"] = round(out[f"float_{k}"] / out[k], 3)
-    return out
+    return complexity(Spec(model=model.cfg.replace(norm="none"), quant=qcfg))
 
 
 # ------------------------------------------------------------------------ imssa evaluation

@@ -143,6 +143,21 @@ noise_std = [0.0, 0.05]
     assert sweep_config.make_run(cfg, {"method": "qat", "bits": 3}).run_id == runs[0].run_id
 
 
+def test_runs_from_an_init_checkpoint_change_id_when_the_checkpoint_changes(tmp_path):
+    ckpt = tmp_path / "float.pt"
+    cfg_path = tmp_path / "g.toml"
+    cfg_path.write_text(CONFIG.replace("lr_ssm = 0.01", f'lr_ssm = 0.01\ninit = "{ckpt}"'))
+    ids = []
+    for content in (None, b"first model", b"first model", b"retrained model"):
+        if content is not None:
+            ckpt.write_bytes(content)
+        runs = sweep_config.load_sweep(cfg_path).expand()
+        ids.append(({r.run_id for r in runs}, {r.base.base_id for r in runs}))
+    assert ids[1] == ids[2]  # same bytes: same runs (resumable)
+    for a, b in ((ids[0], ids[1]), (ids[1], ids[3])):  # new bytes: nothing reused
+        assert not (a[0] & b[0]) and not (a[1] & b[1])
+
+
 def test_bits_two_is_ternary_weights_with_3_bit_activations():
     q = sweep_config.quant_for({"bits": 8}, {"bits": 2}, "qat")
     assert (q.weights.bits, q.A.bits, q.state.bits, q.act.bits, q.adc.bits) == (2, 2, 3, 3, 3)
