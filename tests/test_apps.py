@@ -409,3 +409,25 @@ def test_apps_import_neither_torch_nor_sounddevice():
             "bad = [m for m in ('torch', 'sounddevice', 'qs4d.models', 'qs4d.export') "
             "if m in sys.modules]\nassert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_complexity_reduction_factors_by_hand(kws_bundle, tmp_path, capsys):
+    from qs4d.apps import complexity as cx
+
+    # H 8, P 4, one layer, F 40, K 12; 4-bit weights, 8-bit A B C D state act ADC
+    macs = {"enc": 40 * 8, "A": 4 * 4 * 8, "B": 2 * 4 * 8, "C": 2 * 4 * 8, "D": 8,
+            "mix": 2 * 8 * 8, "glu": 8, "dec": 8 * 12}
+    bits = {"enc": 4 * 8, "A": 64, "B": 64, "C": 64, "D": 64, "mix": 4 * 8, "glu": 64,
+            "dec": 4 * 8}
+    r = cx.row(str(kws_bundle))
+    assert r["float_macs"] == r["macs"] == sum(macs.values()) == 816
+    assert r["bitops"] == sum(macs[k] * bits[k] for k in macs)
+    assert r["bitops_reduction"] == round(816 * 32 * 32 / r["bitops"], 3)
+    # memory: weight codes + state (8 x 2P values); ADC: per channel 2P state rows at 8 bits
+    # and the output row at 8 bits, float32 at 32 bits
+    assert r["float_state_mem_bits"] == 8 * 8 * 32 and r["state_mem_bits"] == 8 * 8 * 8
+    assert r["adc_bit_conversions"] == 8 * (8 * 8 + 8)
+    assert r["float_adc_bit_conversions"] == 8 * (8 * 32 + 32)
+    assert cx.main([str(kws_bundle), "--out", str(tmp_path / "c.txt")]) == 0
+    assert re.search(r"^kws-tiny\s+4/8/8/8\s+4/4\s", capsys.readouterr().out, re.M)
+    assert (tmp_path / "c.txt").read_text().startswith("command: python -m qs4d.apps.complexity")
