@@ -44,3 +44,16 @@ def test_exclude_train_drops_speakers_by_prefix_and_is_validated():
     for bad in ("ast-", [""], [1]):
         with pytest.raises(SpecError, match="exclude_train"):
             TrainConfig.from_dict({"task": "kws", "exclude_train": bad})
+
+
+def test_kws_eval_confusion_and_report():
+    from qs4d.models.kws_eval import confusion, report
+
+    labels = ("zero", "one", "_unknown_", "_silence_")
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 3])
+    p = np.array([0, 2, 1, 2, 2, 0, 2, 3])
+    c = confusion(y, p, 4)
+    assert c.tolist() == [[1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 2, 0], [0, 0, 0, 1]]
+    text = report(labels, c)
+    assert "accuracy 62.50% of 8" in text and "keywords right 2 of 4" in text
+    assert "_unknown_ right 2 of 3; keywords called _unknown_ 2" in text

@@ -2,10 +2,11 @@
 
 espeak-ng voices (accent x variant x speed x pitch) speak the ten digits and ~45 other words;
 flite's voices (CMU kal, awb, rms, slt: diphone and statistical voices built from recordings of
-real speakers) and festival's (the CMU ARCTIC slt HTS voice, the kal and ked diphone voices)
-speak them too, at random speed and pitch, all in train: without more natural synthesizers,
-a model learns "human voice => _unknown_" (every human recording it trains on is a
-foreign-language `_unknown_` word);
+real speakers) speak them too, at random speed and pitch, all in train: without a second,
+more natural synthesizer, a model learns "human voice => _unknown_" (every human recording
+it trains on is a foreign-language `_unknown_` word); festival's voices (the CMU ARCTIC slt HTS
+voice, the kal and ked diphone voices) are optional (--festival-per-word: they did not move
+the real-speaker digits, docs/data-kws.md);
 Asterisk prompts (8 kHz, one human speaker per package) give real `_unknown_` words and the
 real-speaker test digits; music on hold and white/pink/brown noise give `_background_noise_/`
 and `_silence_/`. Clips are 16 kHz mono int16, 1 s, the word at a seeded random place.
@@ -211,8 +212,7 @@ def noise_sources(seconds: float, rng: np.random.Generator) -> dict[str, list]:
 
 
 def write_noise(out: Path, n_silence: int, seconds: float, rng: np.random.Generator) -> list[Clip]:
-    """`_background_noise_/` (the train noise) and `_silence_/` clips cut at -65..-35 dBFS, the
-    sources of a split taken in turn, real ones first (a small build still has real silence)."""
+    """`_background_noise_/` (the train noise) and `_silence_/` clips cut at -65..-35 dBFS."""
     sources, clips, seen = noise_sources(seconds, rng), [], {}
     for name, x, lic, _ in sources["train"]:
         rel = f"_background_noise_/{name}.wav"
@@ -220,9 +220,8 @@ def write_noise(out: Path, n_silence: int, seconds: float, rng: np.random.Genera
         clips.append(Clip(rel=rel, split="background", source=name, licence=lic))
     k = round(0.1 * n_silence)
     for split, m in (("train", n_silence - 2 * k), ("validation", k), ("testing", k)):
-        src = sorted(sources[split], key=lambda r: not r[3])  # real (music) sources first
-        for j in range(m):  # round robin: every source used once m >= len(src)
-            name, x, lic, real = src[j % len(src)]
+        for _ in range(m):
+            name, x, lic, real = sources[split][int(rng.integers(len(sources[split])))]
             start, db = int(rng.integers(len(x) - CLIP + 1)), float(rng.uniform(-65, -35))
             seg = x[start:start + CLIP]  # (CLIP,)
             seg = seg * (10 ** (db / 20) / max(np.sqrt(np.mean(seg**2)), 1e-12))
@@ -333,8 +332,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--per-unknown", 60, "espeak clips per other word")
     add("--flite-per-word", 150, "flite clips per digit (0: no flite)")
     add("--flite-per-unknown", 20, "flite clips per other word")
-    add("--festival-per-word", 150, "festival clips per digit (0: no festival)")
-    add("--festival-per-unknown", 20, "festival clips per other word")
+    add("--festival-per-word", 0, "festival clips per digit (e.g. 150; 0: no festival)")
+    add("--festival-per-unknown", 0, "festival clips per other word (e.g. 20)")
     add("--silence", 400, "_silence_ clips")
     add("--limit", 0, "quick run: at most this many prompts per Asterisk speaker and espeak "
         "variants; 0 means all")
@@ -369,7 +368,9 @@ def build(a: argparse.Namespace, argv: list[str]) -> dict[str, int]:
     if a.festival_per_word or a.festival_per_unknown:
         fwords = ({w: a.festival_per_word for w in DIGITS}
                   | {w: a.festival_per_unknown for w in UNKNOWN_WORDS})
-        clips += plan_tts("festival", fwords, festival_voices(), rng)
+        # its own random stream: adding festival clips changes no other file of the build
+        clips += plan_tts("festival", fwords, festival_voices(),
+                          np.random.default_rng([a.seed, 2]))
     shutil.rmtree(a.out, ignore_errors=True)
     for d in {c.rel.split("/")[0] for c in clips} | {"_silence_", "_background_noise_"}:
         (a.out / d).mkdir(parents=True)
