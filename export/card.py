@@ -27,6 +27,10 @@ def weight_bits(spec: Spec, w: dict) -> int:
     return total
 
 
+THREADS_NOTE = ("\nQS4D_THREADS=1: one torch thread, as trained here (float sums, and so the "
+                "weights, depend on the thread count).\n")
+
+
 def model_card(spec: Spec, w: dict, *, command: str, train: dict, data: str) -> str:
     m = spec.metrics
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(m.items()))
@@ -45,7 +49,7 @@ Weight memory: {weight_bits(spec, w)} bits.
 ```
 {command}
 ```
-
+{THREADS_NOTE if "QS4D_THREADS=1" in command else ""}
 Data: {data}. Seed: {train.get('seed')}.
 Recipe: `{json.dumps(train, sort_keys=True)}`
 
