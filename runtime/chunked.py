@@ -191,8 +191,7 @@ class IntegerChunk:
     The chunk is cut into blocks of `block` steps and the layers form a pipeline: in round r
     layer l runs block r - l, its input being layer l-1's output for that block from the
     previous round. So one loop over a block's steps updates every layer's state at once
-    (four ufuncs, six when a code saturates, act on an (n_layers, B, H, 2P) stack; their cost
-    is mostly per call),
+    (the six ufuncs act on an (n_layers, B, H, 2P) stack; their cost is mostly per call),
     then each layer's output row and pointwise part run vectorized over its block. Layers
     with fewer modes are padded with zero modes (A = B = C = 0: they stay zero).
     """
@@ -311,14 +310,8 @@ class IntegerChunk:
         return logits.astype(F32), new_state
 
     @staticmethod
-    def _scan(S, pre, const, acc, a: int, b: int, n: int, views: dict) -> bool:
-        """n state updates of layers [a, b): S[t + 1, a:b] from S[t, a:b] and pre[a:b, t];
-        True when the block saturated (and ran the clipped pass).
-
-        Saturation is rare, so the block first runs without it (four ufuncs per step); when
-        any new state code falls outside [lo, hi] the block runs again with the clipping
-        (six ufuncs per step). Either way the result is the step's, bit for bit: without an
-        out-of-range code the clipping changes nothing."""
+    def _scan(S, pre, const, acc, a: int, b: int, n: int, views: dict) -> None:
+        """n state updates of layers [a, b): S[t + 1, a:b] from S[t, a:b] and pre[a:b, t]."""
         if (a, b) not in views:  # per-step views, built once per layer range and call
             Sf = S.view(F32)
             views[a, b] = (list(S[:-1, a:b]), list(Sf[1:, a:b]),
@@ -328,22 +321,13 @@ class IntegerChunk:
         acc = acc[a:b]
         accf = acc.view(F32)
         mul, add, rint, fmax, fmin = np.multiply, np.add, np.rint, np.maximum, np.minimum
-        for t in range(n):  # four ufuncs per step for all layers: keep it lean
-            mul(A, s_now[t], out=acc)
-            mul(accf, m_a, out=accf)
-            add(accf, pre_t[t], out=accf)
-            rint(accf, out=s_next[t])
-        new = S.view(F32)[1:n + 1, a:b]
-        if n == 0 or (new.min() >= lo.flat[0] and new.max() <= hi.flat[0]):
-            return False
-        for t in range(n):  # some code saturated: redo the block with the clipping
+        for t in range(n):  # six ufuncs per step for all layers: keep it lean
             mul(A, s_now[t], out=acc)
             mul(accf, m_a, out=accf)
             add(accf, pre_t[t], out=accf)
             rint(accf, out=accf)
             fmax(accf, lo, out=accf)
             fmin(accf, hi, out=s_next[t])
-        return True
 
     def _block(self, i: int, u: np.ndarray, Sf: np.ndarray) -> np.ndarray:
         """Layer i's output codes (B, n, H) from its input codes u (B, n, H) and the states

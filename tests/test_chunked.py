@@ -94,29 +94,6 @@ def test_integer_chunks_equal_steps_bit_for_bit(int_bundle, block):
             np.testing.assert_array_equal(s, s_ref)
 
 
-@pytest.mark.parametrize("gain", [0.05, 4.0])
-def test_integer_chunk_fast_path_and_saturating_redo_are_exact(int_bundle, gain, monkeypatch):
-    """The scan runs a block without clipping and redoes it with clipping only when a state
-    code leaves its range: both paths are bit-exact, and both are taken."""
-    model = qs4d.load(int_bundle, backend="numpy")
-    ex = model.executor
-    x = features(model.spec, 200, 5) * np.float32(gain)
-    ref, _ = step_loop(ex, x)
-    lo, hi = ex.st
-    st, saturates = ex.init_state(2), False
-    for t in range(x.shape[1]):  # does any state code the steps visit sit at a bound?
-        _, st = ex(x[:, t], st)
-        saturates |= any(((s == lo) | (s == hi)).any() for s in st)
-    redone = []
-    scan = IntegerChunk._scan
-    monkeypatch.setattr(IntegerChunk, "_scan",
-                        staticmethod(lambda *a: redone.append(scan(*a)) or redone[-1]))
-    got, _ = IntegerChunk(ex, block=16)(x, ex.init_state(2))
-    np.testing.assert_array_equal(got, ref)
-    assert redone and (not any(redone) or saturates)  # clipping only where codes saturate
-    assert (any(redone) if gain > 1 else not all(redone)), redone  # both paths run
-
-
 def test_integer_chunk_without_input_tables(bundle_path):
     """Wide activations (over 12 bits) skip the float32(B u) * m_b table: same bits."""
     model = qs4d.load(bundle_path("int8"), backend="numpy")
