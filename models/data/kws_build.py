@@ -291,7 +291,7 @@ FESTIVAL_BATCH = 24  # festival clips per festival process
 
 
 def run_pool(clips: list[Clip], out: Path, workers: int, quiet: bool) -> int:
-    """Render all clips with a small process pool (festival clips in batches of one voice);
+    """Render all clips with a small process pool (festival clips sorted by voice, in batches);
     returns how many were center-cropped."""
     fest = sorted((c for c in clips if c.engine == "festival" and c.text),
                   key=lambda c: (c.voice, c.rel))
