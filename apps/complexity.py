@@ -31,7 +31,7 @@ def row(path: str) -> dict:
             else "32/32/32/32")
     acc, fl = m.get("test_acc"), m.get("float_test_acc", m.get("test_acc"))
     c = complexity(spec)
-    return {"name": Path(path).name, "bits": bits, "modes": max(spec.model.layer_modes),
+    return {"name": Path(path).name, "bits": bits, "integer": q.integer, "modes": max(spec.model.layer_modes),
             "full_modes": spec.model.d_state // 2, "acc": acc,
             "delta": None if acc is None or fl is None else acc - fl, **c}
 
@@ -46,7 +46,7 @@ def table(rows: list) -> str:
             pct(r["delta"], "+"), r["bitops"], f"{r['bitops_reduction']:.1f}", r["mem_bits"],
             f"{r['mem_bits_reduction']:.1f}", r["adc_bit_conversions"],
             f"{r['adc_bit_conversions_reduction']:.1f}"))
-    ok = [r for r in rows if r["delta"] is not None and r["delta"] >= -1.0 and r["bits"] != "32/32/32/32"]
+    ok = [r for r in rows if r["integer"] and r["delta"] is not None and r["delta"] >= -1.0]
     if ok:
         best = max(ok, key=lambda r: max(r[f"{k}_reduction"] for k in
                                          ("bitops", "mem_bits", "adc_bit_conversions")))

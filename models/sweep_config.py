@@ -34,6 +34,7 @@ shared by every run that differs only in quantization.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -62,11 +63,18 @@ def short_hash(d) -> str:
 
 def file_digest(path: str) -> str:
     """sha256 (16 hex digits) of a file's bytes; "absent" when it does not exist yet (a dry
-    run before the checkpoint is trained)."""
-    p = Path(path)
+    run before the checkpoint is trained). Read once per (path, size, mtime): every run and
+    base of a sweep asks for the same checkpoint."""
+    p = Path(path).resolve()
     if not p.is_file():
         return "absent"
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    st = p.stat()
+    return _digest(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def execute(run: Run, base_ckpt: str, runs_dir: str) -> dict:
                                                "model": run.mcfg.to_dict(),
                                                "quant": run.qcfg.to_dict()},
               "metrics": metrics, "base_metrics": base_metrics(base_ckpt),
-              "modes": list(model.cfg.layer_modes), "costs": step_costs(model, run.mcfg),
+              "modes": list(model.cfg.layer_modes), "costs": step_costs(model),
               "evals": dict(prev.get("evals", {})) if prev else {}}
     todo = [s for s, k in zip(run.read_noise, run.eval_keys()) if k not in result["evals"]]
     if todo:
@@ -133,7 +133,7 @@ def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
 
 # ------------------------------------------------------------------------ costs
 
-def step_costs(model, mcfg_recipe) -> dict:
+def step_costs(model) -> dict:
     """Bit operations, memory bits and ADC work per step of the model, and the reduction
     factors against the float32 model of the unpruned recipe architecture."""
     from qs4d.apps.costs import complexity

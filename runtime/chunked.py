@@ -237,8 +237,8 @@ class IntegerChunk:
             lay, codes = self.layers[-1], np.arange(self.act[0], self.act[1] + 1, dtype=F32)
             lay["pre"] = lay["pre_off"] = None
             if len(codes) <= 4096:
-                tab = (codes[:, None] * lay["B"][:, None]).astype(F32) * lay["m_b"][:, None]
-                lay["pre"] = tab.astype(F32).reshape(-1, 2 * Pm)  # (H * R, 2Pm)
+                tab = codes[:, None] * lay["B"][:, None] * lay["m_b"][:, None]  # float32
+                lay["pre"] = tab.reshape(-1, 2 * Pm)  # (H * R, 2Pm)
                 lay["pre_off"] = np.arange(H) * len(codes) - self.act[0]  # row: h R + u - qmin
             s_u = k("res.scale")
         a_max = float(max(abs(v) for v in self.act))
