@@ -72,7 +72,8 @@ class S4DClassifier(nn.Module):
         self.blocks = nn.ModuleList(
             Block(cfg, P, seed=seed * 1000 + i) for i, P in enumerate(cfg.layer_modes))
         self.dec = nn.Linear(cfg.d_model, cfg.n_classes)
-        self.noise_std = 0.0  # relative Gaussian weight noise (noise-aware training)
+        self.noise_std = 0.0  # relative Gaussian noise (noise-aware training)
+        self.noise_kind = "weight"  # TrainConfig.noise_kind: "weight" or "read"
         self.noise_in_eval = False
         self.quant = None  # set by qmodel.attach_quant
 
@@ -81,10 +82,23 @@ class S4DClassifier(nn.Module):
         return self.noise_std > 0 and (self.training or self.noise_in_eval)
 
     def noisy(self, w: torch.Tensor) -> torch.Tensor:
-        """w + N(0, (sigma * max|w|)^2) when noise is active; the noise carries no gradient."""
-        if not self.noise_active():
+        """w + N(0, (sigma * max|w|)^2) when weight noise is active; no gradient through it."""
+        if not self.noise_active() or self.noise_kind != "weight":
             return w
         return w + torch.randn_like(w) * (self.noise_std * w.detach().abs().max())
+
+    def read_noise_active(self) -> bool:
+        return self.noise_active() and self.noise_kind == "read"
+
+    def read_noisy(self, acc: torch.Tensor, var) -> torch.Tensor:
+        """acc + N(0, sigma^2 var) when read noise is active, fresh per element: the current of
+        a crossbar row whose devices each read G (1 + N(0, sigma)), var = sum w^2 x^2 over
+        the row's products (imssa's read_noise "relative", without the g_min floor). `var` is
+        a tensor or a callable giving it (computed only when the noise is on); no gradient."""
+        if not self.read_noise_active():
+            return acc
+        v = (var() if callable(var) else var).detach()
+        return acc + torch.randn_like(acc) * (self.noise_std * v.clamp_min(0).sqrt())
 
     # -- forwards ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, recurrent: bool = False,

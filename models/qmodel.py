@@ -146,7 +146,9 @@ def _linear(model, lin: nn.Linear, wq: nn.Module, x, s_x, x_point):
     enabled = wq.enabled and x_point.enabled
     bc = _bias_codes(lin.bias, s_x * s_w, enabled)  # (O,)
     bound = lin.in_features * _bound(x_point, x) * _bound(wq, wc) + float(bc.detach().abs().max())
-    return int_linear(x, wc, bc, bound), s_w
+    acc = model.read_noisy(int_linear(x, wc, bc, bound),
+                           lambda: (x.detach() ** 2) @ (wc.detach() ** 2).t())  # row noise
+    return acc, s_w
 
 
 def _lut(point_in, point_out, codes, s_in, fn, out_scale, out_min, out_max):
@@ -188,7 +190,7 @@ def _block(model, i, blk, u, s_u, p_u, trace):
     q = {n: model.quant[f"l{i}_{n}"] for n in ("dt", "A", "B", "C", "D", "state", "y", "gelu",
                                                 "mix_w", "z", "glu", "res")}
     mats = _s4d_codes(model, blk, q)
-    s_new, y, s_y = _s4d(mats, q, u, s_u, p_u, trace, i)
+    s_new, y, s_y = _s4d(model, mats, q, u, s_u, p_u, trace, i)
     g = _lut(q["y"], q["gelu"], y, s_y, Fn.gelu, q["gelu"].scale(),
              getattr(q["gelu"], "qmin", 0), getattr(q["gelu"], "qmax", 0))  # (B, L, H)
     s_g = q["gelu"].scale()
@@ -217,8 +219,10 @@ def _s4d_codes(model, blk, q):
     return tuple(model.noisy(q[n].codes(t)) for n, t in zip("ABCD", (A, Bm, C, D)))
 
 
-def _s4d(mats, q, u, s_u, p_u, trace, i):
-    """The quantized S4D recurrence; u (B, L, H) codes -> states, y codes (B, L, H)."""
+def _s4d(model, mats, q, u, s_u, p_u, trace, i):
+    """The quantized S4D recurrence; u (B, L, H) codes -> states, y codes (B, L, H).
+    With read noise on (model.read_noisy), every product row of the step matrix gets its
+    noise: the state rows per step, the output row once per step."""
     Ac, Bc, Cc, Dc = mats
     Bsz, L, H = u.shape
     P = Ac.shape[-1]
@@ -230,20 +234,28 @@ def _s4d(mats, q, u, s_u, p_u, trace, i):
     Bcat = torch.cat([Bc[:, 0], Bc[:, 1]], dim=-1)  # (H, 2P)
     dtb = acc_dtype(_bound(q["B"], Bc) * _bound(p_u, u))
     pre = (Bcat.to(dtb) * u.to(dtb)[..., None]).to(torch.float32) * m_b  # (B, L, H, 2P)
+    pre = model.read_noisy(pre, lambda: pre ** 2)  # one B cell per state row
     dta = acc_dtype(2 * _bound(q["A"], Ac) * (_bound(p_x) if p_x.enabled else 2.0**60))
     Ar, Ai = Ac[:, 0].to(dta), Ac[:, 1].to(dta)  # (H, P)
     s = u.new_zeros(Bsz, H, 2 * P)  # (B, H, 2P)
-    states = []
+    states, noisy = [], model.read_noise_active()
     for pre_t in pre.unbind(1):  # one backward for all steps, not a select per step
         states.append(s)
         sr, si = s[..., :P].to(dta), s[..., P:].to(dta)  # (B, H, P)
         acc_a = torch.cat([Ar * sr - Ai * si, Ai * sr + Ar * si], dim=-1)  # (B, H, 2P)
+        if noisy:
+            a2, b2 = (Ar * sr) ** 2, (Ai * si) ** 2  # (B, H, P) the rotation's four products
+            c2, d2 = (Ai * sr) ** 2, (Ar * si) ** 2
+            acc_a = model.read_noisy(acc_a, torch.cat([a2 + b2, c2 + d2], dim=-1))
         s = _requant([(acc_a, m_a), (pre_t, ONE)], p_x)  # (B, H, 2P)
     S = torch.stack(states, dim=1)  # (B, L, H, 2P)
     dtc = acc_dtype(2 * P * _bound(q["C"], Cc) * _bound(p_x, S))
     acc_c = (S.to(dtc) * Cc.to(dtc)).sum(-1)  # (B, L, H)  exact: integer terms
     dtd = acc_dtype(_bound(q["D"], Dc) * _bound(p_u, u))
     acc_d = Dc.to(dtd) * u.to(dtd)  # (B, L, H)
+    if noisy:  # the output row: C . s and D u read together, noise relative to each
+        acc_c = model.read_noisy(acc_c, lambda: (S.detach() ** 2 * Cc.detach() ** 2).sum(-1))
+        acc_d = model.read_noisy(acc_d, lambda: acc_d ** 2)
     y = _requant([(acc_c, multiplier(sC, sX, sY)), (acc_d, multiplier(s_u, sD, sY))],
                  q["y"])  # (B, L, H)
     if trace is not None:

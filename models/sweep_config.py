@@ -8,7 +8,8 @@ A sweep file is TOML with the tables of a recipe ([model], [quant] in the compac
     [grid]    axes -> lists of values; the runs are their Cartesian product.
               [[grid]] (an array of tables) gives the union of several products.
     [eval]    the imssa read-noise evaluation: crossbar_layers, converters ("model": DAC and
-              ADC at the bundle's act and adc bits, or "ideal"), max_examples, seed
+              ADC at the bundle's act and adc bits, or "ideal"), max_examples, seed,
+              noise_model (CrossbarConfig.read_noise: "span", the default, or "relative")
     [[plot]], [[threshold]], [[table]]   what the report draws and tabulates (sweep_report.py)
 
 Axes (any other "section.key" axis sets that recipe value, e.g. "train.lr_qat"):
@@ -22,9 +23,12 @@ Axes (any other "section.key" axis sets that recipe value, e.g. "train.lr_qat"):
                 group quantized at `bits`, every other group left in float
     d_model, d_state, n_layers   the architecture
     prune_keep  modes kept per channel (0 = no pruning), after float pre-training
-    noise_std   relative Gaussian weight noise during QAT
+    noise_std   relative Gaussian noise during QAT; train.noise_kind says which: "weight"
+                (the default: weights + N(0, noise_std max|w|), one draw per forward) or
+                "read" (fresh per step and row, sigma relative to each weight's magnitude:
+                the "relative" read noise of the crossbar)
     seed        the training seed
-    eval_read_noise   imssa read noise sigma (relative to the conductance range): an
+    eval_read_noise   imssa read noise sigma (see eval.noise_model): an
                 evaluation axis; the model is trained once and evaluated at every value
 
 Runs are content-addressed: the run id ends in a hash of the resolved (train, model, quant)
@@ -42,7 +46,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qs4d.runtime.spec import GROUPS, ModelConfig, QuantConfig, SpecError, TrainConfig
+from qs4d.runtime.spec import (GROUPS, READ_NOISE_MODELS, ModelConfig, QuantConfig, SpecError,
+                              TrainConfig)
 
 from .config import apply_overrides, quant_from_dict
 
@@ -52,7 +57,8 @@ METHODS = ("qat", "ptq", "float")
 MIN_ACT_BITS = 3  # state, activations and ADC cannot be ternary
 FLOAT_FIELDS = ("task", "data", "seed", "batch_size", "epochs_float", "lr", "lr_ssm",
                 "weight_decay", "max_train", "label_smoothing")
-EVAL_KEYS = {"crossbar_layers", "converters", "max_examples", "seed", "read_noise"}
+EVAL_KEYS = {"crossbar_layers", "converters", "max_examples", "seed", "read_noise",
+             "noise_model"}
 SWEEP_KEYS = {"name", "out", "runs", "num_cpus", "recipe"}
 REPORT_TABLES = ("plot", "threshold", "table")
 
@@ -100,9 +106,11 @@ class EvalSpec:
     converters: str = "model"
     max_examples: int = 0
     seed: int = 0
+    noise_model: str = "span"
 
     def key(self, sigma: float) -> str:
-        return (f"imssa-sigma{sigma:g}-{'+'.join(self.crossbar_layers)}-{self.converters}"
+        model = "" if self.noise_model == "span" else f"-{self.noise_model}"
+        return (f"imssa-sigma{sigma:g}{model}-{'+'.join(self.crossbar_layers)}-{self.converters}"
                 f"-n{self.max_examples}-seed{self.seed}")
 
 
@@ -191,9 +199,13 @@ def load_sweep(path: str | Path) -> SweepConfig:
     ev = _table(d, "eval", EVAL_KEYS, where)
     espec = EvalSpec(crossbar_layers=tuple(ev.get("crossbar_layers", EvalSpec.crossbar_layers)),
                      converters=ev.get("converters", "model"),
-                     max_examples=int(ev.get("max_examples", 0)), seed=int(ev.get("seed", 0)))
+                     max_examples=int(ev.get("max_examples", 0)), seed=int(ev.get("seed", 0)),
+                     noise_model=ev.get("noise_model", "span"))
     if espec.converters not in ("model", "ideal"):
         raise SpecError(f"{where}: eval.converters 'model' or 'ideal', got {espec.converters!r}")
+    if espec.noise_model not in READ_NOISE_MODELS:
+        raise SpecError(f"{where}: eval.noise_model one of {list(READ_NOISE_MODELS)}, got "
+                        f"{espec.noise_model!r}")
     name = sw.get("name", Path(path).stem)
     out = sw.get("out", "")
     report = {k: list(d.get(k, [])) for k in REPORT_TABLES}
@@ -256,6 +268,8 @@ def make_run(cfg: SweepConfig, point: dict) -> Run:
     tcfg = normalize(tcfg, method)
     if method != "qat" and tcfg.noise_std:
         raise SpecError(f"{where}: noise_std is a QAT option (method {method!r})")
+    if not tcfg.noise_std:
+        tcfg = tcfg.replace(noise_kind=TrainConfig.noise_kind)  # unused: one run either way
     if tcfg.prune_keep and tcfg.prune_keep > mcfg.d_state // 2:
         raise SpecError(f"{where}: prune_keep {tcfg.prune_keep} > d_state/2 = {mcfg.d_state // 2}")
     sig = point.get("eval_read_noise")
@@ -267,16 +281,27 @@ def make_run(cfg: SweepConfig, point: dict) -> Run:
         raise SpecError(f"{where}: train.init fixes the architecture; drop the init or the "
                         f"d_model/d_state/n_layers axes")
     base = make_base(tcfg, mcfg)
-    config = {"train": tcfg.to_dict(), "model": mcfg.to_dict(), "quant": qcfg.to_dict()}
+    config = {"train": _hashed(tcfg), "model": mcfg.to_dict(), "quant": qcfg.to_dict()}
     if tcfg.init:  # a retrained checkpoint at the same path is a different run
         config["init_digest"] = file_digest(tcfg.init)
     P = tcfg.prune_keep or mcfg.d_state // 2
     run_id = (f"{tcfg.task}-h{mcfg.d_model}n{mcfg.d_state}l{mcfg.n_layers}-{method}-"
               f"{quant_tag(qcfg)}" + (f"-p{P}" if tcfg.prune_keep else "")
-              + (f"-noise{tcfg.noise_std:g}" if tcfg.noise_std else "")
+              + (f"-{tcfg.noise_kind}noise{tcfg.noise_std:g}" if tcfg.noise_kind != "weight"
+                 else f"-noise{tcfg.noise_std:g}" if tcfg.noise_std else "")
               + f"-s{tcfg.seed}-{short_hash(config)}")
     axes = {k: v for k, v in point.items() if k != "eval_read_noise"}
     return Run(run_id, axes, tcfg, mcfg, qcfg, method, base, read_noise, cfg.eval)
+
+
+# TrainConfig fields added after runs were stored: they enter a run id only when set, so
+# the runs stored before they existed keep their ids.
+LATE_FIELDS = ("noise_kind",)
+
+
+def _hashed(tcfg: TrainConfig) -> dict:
+    d, default = tcfg.to_dict(), TrainConfig()
+    return {k: v for k, v in d.items() if k not in LATE_FIELDS or v != getattr(default, k)}
 
 
 def normalize(tcfg: TrainConfig, method: str) -> TrainConfig:

@@ -31,7 +31,7 @@ AXIS_LABELS = {"test_acc": "test accuracy (%)", "imssa_acc": "imssa test accurac
                "prune_share": "share of state modes removed", "mem_bits": "memory bits",
                "bitops": "bit operations per step"}
 LEAD = ("run_id", "method", "group", "bits", "d_model", "d_state", "n_layers", "prune_keep",
-        "modes_kept", "prune_share", "noise_std", "eval_read_noise", "seed",
+        "modes_kept", "prune_share", "noise_std", "noise_kind", "eval_read_noise", "seed",
         "float_test_acc", "ptq_val_acc", "val_acc", "test_acc", "imssa_acc")
 
 
@@ -48,7 +48,7 @@ def rows_of(runs: list, results: dict) -> list:
                "task": t.task, "d_model": m.d_model, "d_state": m.d_state,
                "n_layers": m.n_layers, "prune_keep": t.prune_keep,
                "modes_kept": sum(res["modes"]), "prune_share": round(1 - sum(res["modes"]) / P0, 4),
-               "noise_std": t.noise_std, "seed": t.seed,
+               "noise_std": t.noise_std, "noise_kind": t.noise_kind, "seed": t.seed,
                "float_test_acc": res["base_metrics"].get("float_test_acc",
                                                          met.get("float_test_acc")),
                "prune_test_acc": res["base_metrics"].get("prune_test_acc"),
@@ -64,6 +64,7 @@ def rows_of(runs: list, results: dict) -> list:
             ev = res["evals"].get(key)
             if ev is not None:
                 rows.append({**row, "eval_read_noise": sigma, "imssa_acc": ev["acc"],
+                             "noise_model": run.eval.noise_model,
                              "imssa_examples": ev["examples"]})
     return rows
 

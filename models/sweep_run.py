@@ -105,14 +105,15 @@ def base_metrics(base_ckpt: str) -> dict:
 
 
 def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
-    """QAT with Gaussian weight noise of tcfg.noise_std x max|codes| on every weight tensor
-    (model.noisy), which train.run does not apply: train.run calibrates (PTQ) from the base,
+    """QAT with Gaussian noise (tcfg.noise_kind "weight": noise_std x max|codes| on every
+    weight tensor, model.noisy; "read": per step and row, relative, model.read_noisy),
+    which train.run does not apply: train.run calibrates (PTQ) from the base,
     then this loop fine-tunes as train.run's QAT phase does (AdamW, cosine schedule, the QAT
     phase's shuffling seed), with the noise on during training only."""
     model, metrics = train_mod.run(tcfg.replace(ptq=True), run.mcfg, run.qcfg, out / "calib",
                                    resume=True)
     task = load_task(tcfg)
-    model.noise_std = tcfg.noise_std
+    model.noise_std, model.noise_kind = tcfg.noise_std, tcfg.noise_kind
     opt = torch.optim.AdamW(train_mod.param_groups(model, tcfg, tcfg.lr_qat))
     per_epoch = train_mod.batches_per_epoch(task, tcfg, True)
     steps = max(1, tcfg.epochs_qat * per_epoch)
@@ -156,7 +157,7 @@ def imssa_accuracy(model, run: Run, out: Path, sigmas: list) -> dict:
     ev, q = run.eval, model.qcfg
     g = torch.Generator().manual_seed(ev.seed)
     calib = task.train[0][torch.randperm(len(task.train[0]), generator=g)[:16]]  # (16, L, F)
-    xcfg = CrossbarConfig(layers=ev.crossbar_layers, seed=ev.seed)
+    xcfg = CrossbarConfig(layers=ev.crossbar_layers, seed=ev.seed, read_noise=ev.noise_model)
     bundle = export_model(model, out / "bundle", frontend=task.frontend, labels=task.labels,
                           metrics=ck["metrics"], name=run.run_id,
                           calib_x=calib.numpy().transpose(1, 0, 2), crossbar=xcfg)
@@ -169,7 +170,7 @@ def imssa_accuracy(model, run: Run, out: Path, sigmas: list) -> dict:
         t0 = time.time()
         m = qs4d.load(bundle, backend="imssa", crossbar=xcfg.replace(sigma_read=sigma, **conv))
         pred, counts = _predict(m.executor, X, model.cfg.pooling)
-        res[ev.key(sigma)] = {"sigma_read": sigma, "acc": 100.0 * float((pred == y).mean()),
+        res[ev.key(sigma)] = {"sigma_read": sigma, "noise_model": ev.noise_model, "acc": 100.0 * float((pred == y).mean()),
                               "examples": len(y), "seconds": round(time.time() - t0, 1),
                               "adc_conversions_per_step": counts["adc_conversions"]
                               // (X.shape[1] * len(y))}

@@ -131,6 +131,7 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
               or (p == "prune" and tcfg.prune_keep)]
     model, start_phase, start_epoch, metrics, opt_state = _start(tcfg, mcfg, out, resume)
     model.noise_std = tcfg.noise_std  # noise-aware training (off in evaluation)
+    model.noise_kind = tcfg.noise_kind
     t0 = time.time()
     for phase in active[active.index(start_phase):] if start_phase in active else active:
         fresh = phase != start_phase or start_epoch == 0

@@ -10,7 +10,8 @@ CrossbarConfig.layers names them) runs as crossbar reads (docs/crossbar.md):
     out (B, O)  = sum over the rows feeding an output of adc(I) * row_gain
 Everything else (GELU, GLU, residual, biases, unmapped layers) runs digitally in float32
 exactly like FloatStep. Non-idealities: level quantization and programming noise once per
-programming (seeded), drift G(t) = G_prog (t / t0)^-nu, read noise per device per read,
+programming (seeded), drift G(t) = G_prog (t / t0)^-nu, read noise per device per read (sigma times the
+conductance range, or times the device's G),
 DAC/ADC bits with clipping. In ideal mode the result equals FloatStep up to float rounding.
 The analog path computes in float64; the state and every digital tensor are float32.
 Reading the tables back: `decode_codes` (the codes the conductances hold, which the constructor
@@ -214,6 +215,7 @@ class ImssaStep:
             gp = np.maximum(gp + rng.normal(0.0, sd, gp.shape), 0.0)  # (n, R, C)
             gm = np.maximum(gm + rng.normal(0.0, sd, gm.shape), 0.0)  # (n, R, C)
         self._gp, self._gm, self._gdiff = gp, gm, gp - gm
+        self._gsq = gp * gp + gm * gm if cfg.read_noise == "relative" else None  # (n, R, C)
         self._read_rng = np.random.default_rng([seed, 1])
         self.t = cfg.drift_t0
 
@@ -238,12 +240,16 @@ class ImssaStep:
         return self._gp[sl] * self.drift(), self._gm[sl] * self.drift()
 
     def read_conductances(self, group: str) -> tuple:
-        """One noisy read of every device of a group: G(t) + N(0, sigma_read * span) each."""
+        """One noisy read of every device of a group: G(t) + N(0, sigma_read * span) each, or
+        G(t) (1 + N(0, sigma_read)) with read_noise "relative"."""
         gp, gm = self.conductances(group)
-        sd = self.cfg.sigma_read * self._span
-        if sd > 0:
-            gp = gp + self._read_rng.normal(0.0, sd, gp.shape)  # (n, R, C)
-            gm = gm + self._read_rng.normal(0.0, sd, gm.shape)  # (n, R, C)
+        sig = self.cfg.sigma_read
+        if sig > 0:
+            sp = sm = sig * self._span
+            if self.cfg.read_noise == "relative":
+                sp, sm = sig * gp, sig * gm  # (n, R, C)
+            gp = gp + self._read_rng.normal(0.0, 1.0, gp.shape) * sp  # (n, R, C)
+            gm = gm + self._read_rng.normal(0.0, 1.0, gm.shape) * sm  # (n, R, C)
         return gp, gm
 
     # ------------------------------------------------------------- one matrix-vector product
@@ -255,15 +261,23 @@ class ImssaStep:
 
     def read(self, group: str, V: np.ndarray) -> np.ndarray:
         """Row currents (B, n, R) in uA; every stream is one read of every array of the group.
-        Read noise is N(0, sigma_read * span) on G+ and on G- of every cell, fresh per read, so
-        a row's current noise is exactly N(0, 2 (sigma_read span)^2 |V|^2), sampled per row."""
+        Read noise is independent on G+ and on G- of every cell, fresh per read, so a row's
+        current noise is exactly Gaussian and is sampled per row: with read_noise "span",
+        N(0, sigma_read span) per device gives N(0, 2 (sigma_read span)^2 |V|^2); with
+        "relative", N(0, sigma_read G(t)) per device gives
+        N(0, sigma_read^2 sum_c (G+^2 + G-^2)(t) V_c^2)."""
         rt = self.routes[group]
         I = np.einsum("nrc,bnc->bnr", self._gdiff[rt.arrays], V, optimize=True)  # (B, n, R)
-        I *= self.drift()
-        if self.cfg.sigma_read > 0:
-            sd = np.sqrt(2.0) * self.cfg.sigma_read * self._span
-            vnorm = np.linalg.norm(V, axis=2, keepdims=True)  # (B, n, 1)
-            I = I + self._read_rng.normal(0.0, sd, I.shape) * vnorm  # (B, n, R)
+        d = self.drift()
+        I *= d
+        sig = self.cfg.sigma_read
+        if sig > 0:
+            if self.cfg.read_noise == "relative":
+                var = np.einsum("nrc,bnc->bnr", self._gsq[rt.arrays], V * V, optimize=True)
+                sd = sig * d * np.sqrt(var)  # (B, n, R)
+            else:
+                sd = np.sqrt(2.0) * sig * self._span * np.linalg.norm(V, axis=2, keepdims=True)
+            I = I + self._read_rng.normal(0.0, 1.0, I.shape) * sd  # (B, n, R)
         return I
 
     def adc(self, group: str, I: np.ndarray) -> np.ndarray:

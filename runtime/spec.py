@@ -208,12 +208,17 @@ class FrontendConfig(_Config):
             raise SpecError(f"FrontendConfig.decimate: must be >= 1, got {self.decimate}")
 
 
+READ_NOISE_MODELS = ("span", "relative")
+
+
 @dataclass(frozen=True)
 class CrossbarConfig(_Config):
     """Memristive crossbar mapping and the IMSSA simulator's non-idealities.
 
-    Conductances in microsiemens. Noise sigmas are relative to the conductance range
-    (g_max - g_min). Bits of 0 mean ideal (unbounded precision); levels of 0 mean as many
+    Conductances in microsiemens. sigma_prog is relative to the conductance range
+    (g_max - g_min); sigma_read too with read_noise "span", and relative to each device's own
+    conductance G with read_noise "relative" (sigma_G / G, the usual device figure). Bits of
+    0 mean ideal (unbounded precision); levels of 0 mean as many
     programmable levels as each block's integer codes need (an exact mapping).
     """
 
@@ -226,6 +231,7 @@ class CrossbarConfig(_Config):
     adc_bits: int = 0
     sigma_prog: float = 0.0
     sigma_read: float = 0.0
+    read_noise: str = "span"  # "span": sigma_read (g_max - g_min); "relative": sigma_read G
     drift_nu: float = 0.0
     drift_t0: float = 1.0
     step_seconds: float = 0.01
@@ -243,6 +249,9 @@ class CrossbarConfig(_Config):
         for name in ("sigma_prog", "sigma_read", "drift_nu"):
             if getattr(self, name) < 0:
                 raise SpecError(f"CrossbarConfig.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.read_noise not in READ_NOISE_MODELS:
+            raise SpecError(f"CrossbarConfig.read_noise: one of {list(READ_NOISE_MODELS)}, got "
+                            f"{self.read_noise!r}")
         if not self.drift_t0 > 0:
             raise SpecError(f"CrossbarConfig.drift_t0: must be > 0 seconds, got {self.drift_t0}")
         bad = sorted(set(self.layers) - {"s4d", "mix", "enc", "dec"})
@@ -271,7 +280,9 @@ class TrainConfig(_Config):
     lr_ssm: float = 1e-3  # A, dt: lower rate, no weight decay (S4 practice)
     lr_qat: float = 5e-4
     weight_decay: float = 0.01
-    noise_std: float = 0.0  # relative Gaussian weight noise during training
+    noise_std: float = 0.0  # relative Gaussian noise during QAT training
+    noise_kind: str = "weight"  # "weight": N(0, noise_std max|w|) on the weights per forward;
+    # "read": per step and row, N(0, noise_std^2 sum w^2 x^2) on every product (relative read)
     prune_keep: int = 0  # modes kept per channel after pruning; 0 = no pruning
     ptq: bool = False  # calibrate the quantizers, no QAT training
     calib_batches: int = 4
@@ -284,6 +295,8 @@ class TrainConfig(_Config):
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
             raise SpecError(f"TrainConfig.task: 'toy', 'kws' or 'ecg', got {self.task!r}")
+        if self.noise_kind not in ("weight", "read"):
+            raise SpecError(f"TrainConfig.noise_kind: 'weight' or 'read', got {self.noise_kind!r}")
         if self.batch_size < 1:
             raise SpecError(f"TrainConfig.batch_size: must be >= 1, got {self.batch_size}")
         for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train",

@@ -157,6 +157,30 @@ def test_read_noise_sigma_per_device_and_in_currents(noisy):
     assert z.size > 5000 and abs(z.std() - 1) < 0.05
 
 
+def test_relative_read_noise_scales_with_each_device(model):
+    """read_noise "relative": N(0, sigma G) per device and read, so off cells (g_min) are
+    quiet and the row current noise is sigma^2 sum (G+^2 + G-^2) V^2."""
+    spec, w = model
+    cfg = CrossbarConfig(g_min=1.0, g_max=40.0, array_rows=64, array_cols=64, sigma_read=0.05,
+                         read_noise="relative", seed=5)
+    sim = ImssaStep(spec, w, build_crossbar(spec, w, cfg), cfg)
+    gp, gm = sim.conductances("l1.s4d")
+    rp, rm = sim.read_conductances("l1.s4d")
+    z = np.concatenate([((rp - gp) / gp).ravel(), ((rm - gm) / gm).ravel()])
+    assert z.size > 10_000 and abs(z.std() / cfg.sigma_read - 1) < 0.05
+    hi = gp > 0.5 * cfg.g_max  # the devices near g_max are noisier in absolute terms
+    assert hi.sum() > 50 and (rp - gp)[hi].std() > 10 * (rp - gp)[gp == cfg.g_min].std()
+    V = np.random.default_rng(3).normal(size=(64, 2, cfg.array_cols))  # (B, n, C)
+    V = V * (sim.routes["l0.s4d"].col_idx < sim.routes["l0.s4d"].S)  # used columns only
+    gp, gm = sim.conductances("l0.s4d")
+    noise = sim.read("l0.s4d", V) - np.einsum("nrc,bnc->bnr", gp - gm, V)  # (B, n, R)
+    sd = cfg.sigma_read * np.sqrt(np.einsum("nrc,bnc->bnr", gp**2 + gm**2, V**2))
+    z = noise / sd
+    assert z.size > 5000 and abs(z.std() - 1) < 0.05 and abs(z.mean()) < 0.05
+    with pytest.raises(SpecError, match="read_noise"):
+        CrossbarConfig(read_noise="thermal")
+
+
 def test_drift(model):
     spec, w = model
     cfg = CrossbarConfig(array_rows=64, array_cols=64, drift_nu=0.05, drift_t0=2.0,

@@ -136,3 +136,26 @@ def test_export_ignores_training_noise():
     assert clean.keys() == noisy_export.keys()
     for k in clean:
         np.testing.assert_array_equal(clean[k], noisy_export[k], err_msg=k)
+
+
+def test_read_noise_only_in_training_and_relative_per_product():
+    model = build_model("int8", seed=23, qat_steps=0)
+    model.fold_norms()
+    x = inputs(24)[:, :40]
+    with torch.no_grad():
+        model.eval()
+        clean = model(x)
+        model.noise_std, model.noise_kind = 0.05, "read"
+        model.train()
+        a, b = model(x), model(x)
+        assert not torch.equal(a, b) and not torch.equal(a, clean), "read noise in training"
+        assert not model.noisy(torch.ones(3)).ne(1).any(), "no weight noise with kind 'read'"
+        model.eval()
+        assert torch.equal(model(x), clean), "no read noise in eval"
+        model.train()
+        # a row's noise is N(0, sigma^2 var): var = sum of its squared products
+        acc, var = torch.zeros(200_000), torch.full((200_000,), 9.0)
+        z = model.read_noisy(acc, lambda: var) / (0.05 * 3.0)
+        assert abs(float(z.std()) - 1) < 0.02 and abs(float(z.mean())) < 0.02
+        model.noise_kind = "weight"
+        assert torch.equal(model.read_noisy(acc, var), acc), "kind 'weight': no read noise"

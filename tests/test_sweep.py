@@ -163,3 +163,34 @@ def test_bits_two_is_ternary_weights_with_3_bit_activations():
     assert (q.weights.bits, q.A.bits, q.state.bits, q.act.bits, q.adc.bits) == (2, 2, 3, 3, 3)
     one = sweep_config.quant_for({"bits": 8}, {"bits": 4, "group": "state"}, "ptq")
     assert one.state.bits == 4 and not one.A.enabled and not one.integer
+
+
+def test_noise_kind_enters_the_run_id_only_when_set(tmp_path):
+    """Runs stored before train.noise_kind existed keep their ids; read-noise runs get their
+    own; the eval keys of the relative read-noise model differ from the span model's."""
+    cfg_path = tmp_path / "n.toml"
+    extra = """
+[[grid]]
+method = ["qat"]
+bits = [8]
+noise_std = [0.05]
+"train.noise_kind" = ["weight", "read"]
+
+[eval]
+noise_model = "relative"
+read_noise = [0.0, 0.05]
+"""
+    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + extra)
+    cfg = sweep_config.load_sweep(cfg_path)
+    runs = {r.run_id: r for r in cfg.expand()}
+    weight = [r for r in runs.values() if r.tcfg.noise_std and r.tcfg.noise_kind == "weight"]
+    read = [r for r in runs.values() if r.tcfg.noise_kind == "read"]
+    assert len(weight) == 1 and len(read) == 1 and "-readnoise0.05-" in read[0].run_id
+    assert "-noise0.05-" in weight[0].run_id
+    # the hash of a run without the field set is the hash of its config without the field
+    d = weight[0].tcfg.to_dict()
+    assert "noise_kind" in d and "noise_kind" not in sweep_config._hashed(weight[0].tcfg)
+    assert read[0].eval_keys()[1].startswith("imssa-sigma0.05-relative-")
+    cfg_path.write_text(CONFIG + '\n[eval]\nnoise_model = "pink"\n')
+    with pytest.raises(sweep_config.SpecError, match="noise_model"):
+        sweep_config.load_sweep(cfg_path)
