@@ -11,6 +11,10 @@ built for few ONNX Runtime kernels at batch 1, each computing exactly the arithm
 - the states of all layers with the same mode count are one (B, n H, 2P) tensor: R(A) s and
   C s of every layer come first (they do not depend on the layer inputs), the new states
   last: R(A) s and B u requantized together, as the contract says, then split per layer;
+- the state inputs and outputs are int8 (the 8-bit state codes themselves): the saturating
+  QuantizeLinear writes them, one widening Cast to int32 reads them (a quarter of the bytes
+  of int32 state to concatenate, split and copy in and out); B u is a same-shape product
+  (u gathered once per state column: ONNX Runtime's broadcasting Mul is far slower);
 - D u is a diagonal uint8 x int8 product; GELU is a table over the ADC code; the GLU (sigmoid
   table, integer product, requantization) is one 256 x 256 table over the codes (za, zb);
 - weights beyond +-64 are split in two and bias rows stay within +-64 (D, on a diagonal, has
@@ -33,7 +37,7 @@ from qs4d.runtime.spec import ONNX_SPEC_KEY, Spec, layer_key
 
 from .onnx_graph import Graph, dequantize, saturate8
 
-F32, I32, I64 = TensorProto.FLOAT, TensorProto.INT32, TensorProto.INT64
+F32, I32, I64, I8 = TensorProto.FLOAT, TensorProto.INT32, TensorProto.INT64, TensorProto.INT8
 CODES = np.arange(-128, 128)  # every 8-bit code, in index order (index = code + 128)
 ONE = 129  # the index of code 1
 W_SAFE = 64  # largest |weight| a uint8 x int8 product may meet
@@ -112,7 +116,7 @@ class Int8Builder:
         g, w, spec = self.g, self.w, self.spec
         F, H, K = spec.model.d_input, spec.model.d_model, spec.model.n_classes
         x = g.input("x", F32, ["B", F])
-        states = [g.input(f"state_{i}", I32, ["B", H, 2 * P])
+        states = [g.input(f"state_{i}", I8, ["B", H, 2 * P])
                   for i, P in enumerate(spec.model.layer_modes)]
         s_in = w["in.scale"]
         xq = g.op("QuantizeLinear", x, g.const(np.float32(s_in)), g.const(np.uint8(128)),
@@ -150,7 +154,8 @@ class Int8Builder:
         g, H, N, n = self.g, self.spec.model.d_model, 2 * P, len(layers)
         k = lambda i, name: self.w[layer_key(i, name)]  # noqa: E731
         hint = f"p{P}"
-        s = self.cat(states, 1, f"{hint}_states")  # (B, n H, 2P) [re; im]
+        s = g.op("Cast", self.cat(states, 1, f"{hint}_states"), to=I32,
+                 name=f"{hint}_s32")  # (B, n H, 2P) [re; im], widened once
         s4 = self.shape(s, -1, n * H, 2, P)
         swap = g.op("Slice", s4, g.const([-1], np.int64), g.const([-N], np.int64),
                     g.const([2], np.int64), g.const([-1], np.int64), name=f"{hint}_im_re")
@@ -174,9 +179,10 @@ class Int8Builder:
         g, H, N, n = self.g, self.spec.model.d_model, 2 * P, len(layers)
         k = lambda i, name: self.w[layer_key(i, name)]  # noqa: E731
         hint = f"p{P}"
-        u = g.op("Gather", g.const(CODES.astype(np.int32)[:, None], name=f"{hint}_codes"),
+        codes = np.repeat(CODES.astype(np.int32)[:, None], N, 1)  # (256, 2P): each code 2P times
+        u = g.op("Gather", g.const(codes, name=f"{hint}_codes"),
                  g.op("Cast", self.cat(us, 1, f"{hint}_u"), to=I32), axis=0,
-                 name=f"{hint}_u_codes")  # (B, n H, 1)
+                 name=f"{hint}_u_codes")  # (B, n H, 2P)
         Bm = np.concatenate([k(i, "B").reshape(H, N) for i in layers]).astype(np.int32)
         acc_b = g.op("Mul", u, g.const(Bm, name=f"{hint}_B"), name=f"{hint}_acc_b")
         m_a = np.concatenate([_per_h(multiplier(k(i, "A.scale"), k(i, "state.scale"),
@@ -185,10 +191,10 @@ class Int8Builder:
                               for i, s_u in zip(layers, s_us)])
         tot = g.op("Add", dequantize(g, acc_a, m_a, np.int32), dequantize(g, acc_b, m_b, np.int32),
                    name=f"{hint}_sum")
-        q = g.op("Cast", saturate8(g, tot, f"{hint}_state"), to=I32)  # one Cast for n layers
+        q = saturate8(g, tot, f"{hint}_state")  # int8 codes of n layers
         q = [q] if n == 1 else g.op("Split", q, axis=1, name=f"{hint}_split", outputs=n)
-        for i, s32 in zip(layers, q):
-            g.output(s32, f"new_state_{i}", I32, ["B", H, N])
+        for i, s8 in zip(layers, q):
+            g.output(s8, f"new_state_{i}", I8, ["B", H, N])
 
     def layer(self, i: int, u: str, s_u, t_c: str):
         """One block after the state terms: u (B, H) uint8 code + 128 at scale s_u, t_c the

@@ -124,10 +124,12 @@ class Stream:
         return out
 
     def state(self) -> dict:
-        """All mutable state as a flat dict of numpy arrays (savable with np.savez)."""
+        """All mutable state as a flat dict of numpy arrays (savable with np.savez). Integer
+        state codes are saved as int32 whatever the executor keeps (the 8-bit ONNX graph keeps
+        int8), so a state restores into any backend of the same integer model."""
         d = {"steps": np.asarray(self.steps, np.int64), "batch": np.asarray(self.B, np.int64)}
         for i, s in enumerate(self.rec):
-            d[f"rec.{i}"] = np.array(s, copy=True)
+            d[f"rec.{i}"] = np.array(s, dtype=np.int32 if s.dtype.kind == "i" else s.dtype)
         for b, fe in enumerate(self.frontends):
             for k, v in fe.state().items():
                 d[f"fe.{b}.{k}"] = np.array(v, copy=True)
@@ -144,13 +146,15 @@ class Stream:
             if f"rec.{i}" not in d:
                 raise ValueError(f"state: missing rec.{i}")
             s = np.asarray(d[f"rec.{i}"])
-            if s.shape != s0.shape or s.dtype != s0.dtype:
-                raise ValueError(f"state rec.{i}: {s.dtype}{s.shape}, expected {s0.dtype}{s0.shape}")
+            codes = s0.dtype.kind == "i"  # integer codes, of any integer width
+            if s.shape != s0.shape or (s.dtype.kind != "i" if codes else s.dtype != s0.dtype):
+                want = "int32" if codes else s0.dtype
+                raise ValueError(f"state rec.{i}: {s.dtype}{s.shape}, expected {want}{s0.shape}")
             if s.dtype.kind == "f" and not np.all(np.isfinite(s)):
                 raise ValueError(f"state rec.{i}: NaN or Inf")
-            if s.dtype.kind == "i" and s.size and (s.min() < lo or s.max() > hi):
+            if codes and s.size and (s.min() < lo or s.max() > hi):
                 raise ValueError(f"state rec.{i}: codes outside the state range [{lo}, {hi}]")
-            rec.append(s.copy())
+            rec.append(s.astype(s0.dtype))  # a copy
         for b, fe in enumerate(self.frontends):
             prefix = f"fe.{b}."
             fe.restore({k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)})

@@ -295,6 +295,24 @@ def test_restore_refuses_a_foreign_state(int8_model, bundle_path):
         int8_model.stream(batch=2).restore(broken)
 
 
+def test_state_moves_between_integer_backends(bundle_path):
+    """The 8-bit ONNX graph keeps its state as int8 codes, the numpy reference as int32;
+    state() saves int32 codes either way, so a stream continues on the other backend."""
+    onnx_m = qs4d.load(bundle_path("int8"), backend="onnx")
+    np_m = qs4d.load(bundle_path("int8"), backend="numpy")
+    x = steps_input(onnx_m.spec, 300, rng(12), batch=2)
+    whole = np_m.stream(batch=2).accept(x)
+    cut = x.shape[1] // 3
+    for first, second in ((onnx_m, np_m), (np_m, onnx_m)):
+        a = first.stream(batch=2)
+        a.accept(x[:, :cut])
+        st = a.state()
+        assert all(st[f"rec.{i}"].dtype == np.int32 for i in range(first.spec.model.n_layers))
+        b = second.stream(batch=2)
+        b.restore(st)
+        np.testing.assert_array_equal(b.accept(x[:, cut:]), whole[:, a.steps:])
+
+
 def test_restore_refuses_out_of_range_state_codes(int8_model):
     """State codes beyond the state quantizer's range can only come from a corrupted file;
     in int32 arithmetic they would wrap around in ONNX Runtime."""
