@@ -221,8 +221,8 @@ def _s4d_codes(model, blk, q):
 
 def _s4d(model, mats, q, u, s_u, p_u, trace, i):
     """The quantized S4D recurrence; u (B, L, H) codes -> states, y codes (B, L, H).
-    With read noise on (model.read_noisy), every product row of the step matrix gets its
-    noise: the state rows per step, the output row once per step."""
+    With read noise on (model.read_noisy), every row of the step matrix (the 2P state rows
+    and the output row) gets its own noise at every step, relative to its products."""
     Ac, Bc, Cc, Dc = mats
     Bsz, L, H = u.shape
     P = Ac.shape[-1]
