@@ -48,7 +48,7 @@ def rows_of(runs: list, results: dict) -> list:
                "task": t.task, "d_model": m.d_model, "d_state": m.d_state,
                "n_layers": m.n_layers, "prune_keep": t.prune_keep,
                "modes_kept": sum(res["modes"]), "prune_share": round(1 - sum(res["modes"]) / P0, 4),
-               "noise_std": t.noise_std, "noise_kind": t.noise_kind, "seed": t.seed,
+               "noise_std": t.noise_std, "noise_kind": t.noise_kind if t.noise_std else "none", "seed": t.seed,
                "float_test_acc": res["base_metrics"].get("float_test_acc",
                                                          met.get("float_test_acc")),
                "prune_test_acc": res["base_metrics"].get("prune_test_acc"),
