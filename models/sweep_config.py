@@ -46,8 +46,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qs4d.runtime.spec import (GROUPS, READ_NOISE_MODELS, ModelConfig, QuantConfig, SpecError,
-                              TrainConfig)
+from qs4d.runtime.spec import (
+    GROUPS,
+    READ_NOISE_MODELS,
+    ModelConfig,
+    QuantConfig,
+    SpecError,
+    TrainConfig,
+)
 
 from .config import apply_overrides, quant_from_dict
 
