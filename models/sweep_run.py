@@ -170,8 +170,8 @@ def imssa_accuracy(model, run: Run, out: Path, sigmas: list) -> dict:
         t0 = time.time()
         m = qs4d.load(bundle, backend="imssa", crossbar=xcfg.replace(sigma_read=sigma, **conv))
         pred, counts = _predict(m.executor, X, model.cfg.pooling)
-        res[ev.key(sigma)] = {"sigma_read": sigma, "noise_model": ev.noise_model, "acc": 100.0 * float((pred == y).mean()),
-                              "examples": len(y), "seconds": round(time.time() - t0, 1),
+        res[ev.key(sigma)] = {"sigma_read": sigma, "noise_model": ev.noise_model,
+                              "acc": 100.0 * float((pred == y).mean()), "examples": len(y), "seconds": round(time.time() - t0, 1),
                               "adc_conversions_per_step": counts["adc_conversions"]
                               // (X.shape[1] * len(y))}
         log.info("%s: imssa sigma %g: %.2f%%", run.run_id, sigma, res[ev.key(sigma)]["acc"])
