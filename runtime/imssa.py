@@ -13,8 +13,9 @@ exactly like FloatStep. Non-idealities: level quantization and programming noise
 programming (seeded), drift G(t) = G_prog (t / t0)^-nu, read noise per device per read (sigma
 times the conductance range, or times the device's G), DAC/ADC bits with clipping. In ideal
 mode the result equals FloatStep up to float rounding. The analog path computes in float64;
-the state and every digital tensor are float32. Reading the tables back: `decode_codes` (the codes the conductances hold, which the constructor
-checks against the weights) and `array_costs` (conversions per read, for the counters).
+the state and every digital tensor are float32. Reading the tables back: `decode_codes` (the
+codes the conductances hold, which the constructor checks against the weights) and
+`array_costs` (conversions per read, for the counters).
 """
 
 from __future__ import annotations
