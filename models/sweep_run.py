@@ -120,9 +120,11 @@ def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     gen = torch.Generator().manual_seed(tcfg.seed + 7919 * train_mod.PHASES.index("qat"))
+    t0 = time.time()
     for epoch in range(tcfg.epochs_qat):
         train_mod.train_epoch(model, task, opt, sched, tcfg, gen,
                               f"qat+noise {epoch + 1}/{tcfg.epochs_qat}")
+    metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + (time.time() - t0) / 60, 2)
     metrics["qat_val_acc"] = train_mod.evaluate(model, task.val)
     metrics["qat_test_acc"] = train_mod.evaluate(model, task.test)
     metrics.update(train_mod.final_metrics(model, task))

@@ -194,3 +194,31 @@ read_noise = [0.0, 0.05]
     cfg_path.write_text(CONFIG + '\n[eval]\nnoise_model = "pink"\n')
     with pytest.raises(sweep_config.SpecError, match="noise_model"):
         sweep_config.load_sweep(cfg_path)
+
+
+def test_noise_qat_counts_its_training_loop_in_train_minutes(tmp_path, monkeypatch):
+    """The noise-QAT loop's time enters metrics["train_minutes"] (it used to hold only the
+    calibration stage's: 1.5 minutes recorded for a 46-minute run)."""
+    pytest.importorskip("torch", reason="training needs torch (the `train` extra)")
+    from qs4d.models import sweep_run
+
+    cfg_path = tmp_path / "n.toml"
+    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + """
+[[grid]]
+method = ["qat"]
+bits = [8]
+noise_std = [0.05]
+"train.noise_kind" = ["read"]
+""")
+    run = next(r for r in sweep_config.load_sweep(cfg_path).expand() if r.tcfg.noise_std)
+    base_ckpt = sweep_run.train_base(run.base, None, str(tmp_path / "runs"))
+    clock = [1000.0]
+    monkeypatch.setattr(sweep_run.time, "time", lambda: clock[0])
+
+    def fake_epoch(*args, **kwargs):  # each QAT epoch "takes" 3 minutes on the fake clock
+        clock[0] += 180.0
+
+    monkeypatch.setattr(sweep_run.train_mod, "train_epoch", fake_epoch)
+    tcfg = run.tcfg.replace(init=base_ckpt, epochs_float=0, epochs_prune=0, prune_keep=0)
+    _, metrics = sweep_run.qat_with_noise(tcfg, run, tmp_path / "run")
+    assert metrics["train_minutes"] == 3.0 * tcfg.epochs_qat
