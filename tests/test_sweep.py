@@ -62,6 +62,13 @@ cols = ["method"]
 """
 
 
+def grid_config(tmp_path, extra: str, name: str = "g.toml"):
+    """CONFIG with its [grid] as the first [[grid]] of a list, then `extra` appended."""
+    path = tmp_path / name
+    path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + extra)
+    return path
+
+
 def read_rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -123,16 +130,13 @@ def test_sweep_on_ray_writes_rows_plots_and_resumes(tmp_path, capsys):
 
 
 def test_grid_expansion_shares_bases_and_hashes_runs(tmp_path):
-    cfg_path = tmp_path / "g.toml"
-    extra = """
+    cfg = sweep_config.load_sweep(grid_config(tmp_path, """
 [[grid]]
 method = ["qat"]
 bits = [4]
 prune_keep = [1]
 noise_std = [0.0, 0.05]
-"""
-    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + extra)
-    cfg = sweep_config.load_sweep(cfg_path)
+"""))
     runs = cfg.expand()
     assert len(runs) == 6 and len({r.run_id for r in runs}) == 6
     bases = sweep_config.bases_of(runs)
@@ -168,8 +172,7 @@ def test_bits_two_is_ternary_weights_with_3_bit_activations():
 def test_noise_kind_enters_the_run_id_only_when_set(tmp_path):
     """Runs stored before train.noise_kind existed keep their ids; read-noise runs get their
     own; the eval keys of the relative read-noise model differ from the span model's."""
-    cfg_path = tmp_path / "n.toml"
-    extra = """
+    cfg_path = grid_config(tmp_path, """
 [[grid]]
 method = ["qat"]
 bits = [8]
@@ -179,8 +182,7 @@ noise_std = [0.05]
 [eval]
 noise_model = "relative"
 read_noise = [0.0, 0.05]
-"""
-    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + extra)
+""")
     cfg = sweep_config.load_sweep(cfg_path)
     runs = {r.run_id: r for r in cfg.expand()}
     weight = [r for r in runs.values() if r.tcfg.noise_std and r.tcfg.noise_kind == "weight"]
@@ -202,8 +204,7 @@ def test_noise_qat_counts_its_training_loop_in_train_minutes(tmp_path, monkeypat
     pytest.importorskip("torch", reason="training needs torch (the `train` extra)")
     from qs4d.models import sweep_run
 
-    cfg_path = tmp_path / "n.toml"
-    cfg_path.write_text(CONFIG.replace("[grid]\n", "[[grid]]\n", 1) + """
+    cfg_path = grid_config(tmp_path, """
 [[grid]]
 method = ["qat"]
 bits = [8]
