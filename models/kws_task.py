@@ -25,6 +25,7 @@ from qs4d.runtime.spec import FrontendConfig, TrainConfig
 
 from .data.augment import AugmentConfig, Augmenter, mix_at_snr, noise_segment
 from .data.speech_commands import DIGITS12, load_background, load_clip, load_index
+from .feat_aug import FeatureAugment
 from .progress import Progress
 from .tasks import Task
 
@@ -135,7 +136,10 @@ def kws_task(cfg: TrainConfig) -> Task:
              "test_all": (norm(f["x_testing"]), lab(f["y_testing"]))}
     for snr in EVAL_SNRS:
         extra[f"real_snr{snr:g}"] = (norm(f[f"x_real_snr{snr:g}"]), lab(f["y_real"]))
+    aug = None
+    if cfg.feat_warp or cfg.feat_eq_db:
+        aug = FeatureAugment(frontend, mean, std, cfg.feat_warp, cfg.feat_eq_db)
     return Task(train=(norm(x_train), lab(y_train)),
                 val=(norm(f["x_validation"]), lab(f["y_validation"])),
                 test=(norm(f["x_testing"][synth]), lab(f["y_testing"][synth])),
-                labels=DIGITS12.labels, frontend=frontend, extra=extra)
+                labels=DIGITS12.labels, frontend=frontend, extra=extra, augment=aug)

@@ -9,6 +9,7 @@ split of keyword spotting).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +26,7 @@ class Task:
     labels: tuple
     frontend: FrontendConfig
     extra: dict = field(default_factory=dict)
+    augment: Callable | None = None  # (X batch, torch.Generator) -> X batch, training only
 
     @property
     def d_input(self) -> int:

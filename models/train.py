@@ -82,7 +82,8 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
     total, bar = 0.0, Progress(n_batches, desc)
     for b in range(n_batches):
         idx = perm[b * tcfg.batch_size:(b + 1) * tcfg.batch_size]
-        logits = model.pool(model(X[idx]))  # (B, K)
+        xb = X[idx] if task.augment is None else task.augment(X[idx], gen)  # (B, L, F)
+        logits = model.pool(model(xb))  # (B, K)
         loss = Fn.cross_entropy(logits, y[idx], label_smoothing=tcfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -291,6 +291,8 @@ class TrainConfig(_Config):
     init: str = ""  # start from this checkpoint's weights (e.g. a float run's float.pt)
     qat_batches: int = 0  # batches per QAT epoch (0 = the whole training set)
     exclude_train: tuple = ()  # kws: speaker-name prefixes left out of the training split
+    feat_warp: float = 0.0  # kws: per-clip VTLP warp of the mel axis, factor in [1 -+ w]
+    feat_eq_db: float = 0.0  # kws: per-clip smooth random EQ of the log-mel, RMS in dB
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
@@ -308,6 +310,10 @@ class TrainConfig(_Config):
             raise SpecError("TrainConfig.exclude_train: a list of non-empty speaker prefixes, "
                             f"got {self.exclude_train!r}")
         object.__setattr__(self, "exclude_train", tuple(self.exclude_train))
+        if not 0.0 <= self.feat_warp < 0.5:
+            raise SpecError(f"TrainConfig.feat_warp: must be in [0, 0.5), got {self.feat_warp}")
+        if self.feat_eq_db < 0:
+            raise SpecError(f"TrainConfig.feat_eq_db: must be >= 0, got {self.feat_eq_db}")
 
 
 @dataclass(frozen=True)
