@@ -79,12 +79,13 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
     model.train()
     perm = torch.randperm(len(X), generator=gen)
     n_batches = batches_per_epoch(task, tcfg, model.quant is not None)
+    shift = logit_shift(y, len(task.labels), tcfg.logit_adjust)  # (K,)
     total, bar = 0.0, Progress(n_batches, desc)
     for b in range(n_batches):
         idx = perm[b * tcfg.batch_size:(b + 1) * tcfg.batch_size]
         xb = X[idx] if task.augment is None else task.augment(X[idx], gen)  # (B, L, F)
         logits = model.pool(model(xb))  # (B, K)
-        loss = Fn.cross_entropy(logits, y[idx], label_smoothing=tcfg.label_smoothing)
+        loss = Fn.cross_entropy(logits + shift, y[idx], label_smoothing=tcfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -94,6 +95,17 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
         bar.update(loss=f"{total / (b + 1):.3f}")
     bar.close()
     return total / n_batches
+
+
+def logit_shift(y: torch.Tensor, k: int, tau: float) -> torch.Tensor:
+    """(K,) tau * log(class prior of the training labels y): added to the logits in the training
+    loss only (logit adjustment, Menon et al. 2021), it trains the raw logits towards the
+    class-balanced decision, so an over-represented class (KWS `_unknown_`) is not favoured
+    on inputs unlike the training data. Zeros when tau is 0."""
+    if not tau:
+        return torch.zeros(k)
+    prior = torch.bincount(y, minlength=k).to(torch.float32) / len(y)  # (K,)
+    return tau * torch.log(prior.clamp_min(1e-12))
 
 
 def batches_per_epoch(task: Task, tcfg: TrainConfig, qat: bool) -> int:

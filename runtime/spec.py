@@ -293,6 +293,7 @@ class TrainConfig(_Config):
     exclude_train: tuple = ()  # kws: speaker-name prefixes left out of the training split
     feat_warp: float = 0.0  # kws: per-clip VTLP warp of the mel axis, factor in [1 -+ w]
     feat_eq_db: float = 0.0  # kws: per-clip smooth random EQ of the log-mel, RMS in dB
+    logit_adjust: float = 0.0  # tau: train on logits + tau log(class prior) (Menon et al. 2021)
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
@@ -312,6 +313,8 @@ class TrainConfig(_Config):
         object.__setattr__(self, "exclude_train", tuple(self.exclude_train))
         if not 0.0 <= self.feat_warp < 0.5:
             raise SpecError(f"TrainConfig.feat_warp: must be in [0, 0.5), got {self.feat_warp}")
+        if self.logit_adjust < 0:
+            raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
         if self.feat_eq_db < 0:
             raise SpecError(f"TrainConfig.feat_eq_db: must be >= 0, got {self.feat_eq_db}")
 

@@ -1,5 +1,6 @@
 """Log-mel speaker and channel augmentation (models/feat_aug.py): what each transform does to a
-spectrum, its statistics, its reproducibility, and how a training config switches it on."""
+spectrum, its statistics, its reproducibility, and how a training config switches it on; and
+the logit-adjusted training loss (train.logit_adjust), the other real-speaker measure."""
 
 from __future__ import annotations
 
@@ -117,6 +118,45 @@ def test_feature_augmentation_enters_sweep_run_hashes_only_when_set():
     """Sweep runs stored before the fields existed keep their ids."""
     from qs4d.models import sweep_config
 
-    for name in ("feat_warp", "feat_eq_db"):
+    for name in ("feat_warp", "feat_eq_db", "logit_adjust"):
         assert name not in sweep_config._hashed(TrainConfig(task="kws"))
         assert name in sweep_config._hashed(TrainConfig(task="kws", **{name: 0.1}))
+
+
+def test_logit_shift_is_tau_log_prior_and_enters_only_the_training_loss(monkeypatch):
+    from qs4d.models import train as train_mod
+    from qs4d.models.model import S4DClassifier
+    from qs4d.models.tasks import Task
+    from qs4d.runtime.spec import FrontendConfig, ModelConfig
+
+    y = torch.tensor([0, 0, 0, 1, 2, 2, 2, 2])
+    torch.testing.assert_close(train_mod.logit_shift(y, 4, 0.0), torch.zeros(4))
+    s = train_mod.logit_shift(y, 4, 0.5)
+    torch.testing.assert_close(s[:3], 0.5 * torch.log(torch.tensor([3 / 8, 1 / 8, 4 / 8])))
+    assert s[3] < -10  # an absent class: log of the clamped prior, not -inf
+    with pytest.raises(SpecError, match="logit_adjust"):
+        TrainConfig.from_dict({"task": "kws", "logit_adjust": -1.0})
+
+    seen = []
+    real_ce = train_mod.Fn.cross_entropy
+
+    def spy(logits, target, **kw):
+        seen.append(logits.detach().clone())
+        return real_ce(logits, target, **kw)
+
+    X = torch.randn(8, 5, 3)
+    task = Task(train=(X, y), val=(X, y), test=(X, y), labels=("a", "b", "c", "d"),
+                frontend=FrontendConfig(kind="identity"))
+    model = S4DClassifier(ModelConfig(d_input=3, d_model=8, d_state=4, n_layers=1, n_classes=4))
+    model.eval()  # no dropout: the raw logits are reproducible
+    with torch.no_grad():
+        raw = model.pool(model(X))
+    monkeypatch.setattr(train_mod.Fn, "cross_entropy", spy)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    model.train = lambda mode=True: model  # keep eval mode inside train_epoch
+    train_mod.train_epoch(model, task, opt, sched, TrainConfig(batch_size=8, logit_adjust=0.5),
+                          gen, "t")
+    torch.testing.assert_close(seen[0], raw[perm] + s, atol=1e-5, rtol=0)
