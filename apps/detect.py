@@ -3,8 +3,13 @@ detection per utterance, and a refractory period.
 
 Glossary: T steps in a chunk, K classes, W smoothing window (steps).
 
-Per step t, with p[t] = softmax(logits[t]) (K,):
-    smooth[t] = (p[t-W+1] + ... + p[t]) / W          steps before the first count as zeros
+Per step t, with p[t] = softmax(logits[t]) (K,), the smoothed posterior is either
+    smooth[t] = (p[t-W+1] + ... + p[t]) / W                     smooth = "posterior", or
+    smooth[t] = softmax((logits[t-W+1] + ... + logits[t]) / W)  smooth = "logits"
+(steps before the first count as zeros). "logits" is the decision the classifiers were trained
+with: softmax of the mean of the per-step logits over a clip (`pooling = "mean"`), here over the
+last W steps; single steps of such a model are weak evidence, and averaging their posteriors
+(each already squashed by its own softmax) loses most of it.
     a keyword k fires at t when
         smooth[t, k] >= threshold,  k is not a filler class (_unknown_, _silence_),
         k is armed (its smoothed posterior fell below release * threshold since it last fired),
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 FILLERS = ("_unknown_", "_silence_")
+SMOOTH_MODES = ("posterior", "logits")
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class DetectorConfig:
     refractory_steps: int = 80
     release: float = 0.5  # re-arm below release * threshold
     fillers: tuple = FILLERS
+    smooth: str = "posterior"  # average "posterior"s or "logits" over the window
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
@@ -42,15 +49,19 @@ class DetectorConfig:
                              f"{self.refractory_steps}")
         if not 0.0 <= self.release <= 1.0:
             raise ValueError(f"DetectorConfig.release: must be in [0, 1], got {self.release}")
+        if self.smooth not in SMOOTH_MODES:
+            raise ValueError(f"DetectorConfig.smooth: one of {SMOOTH_MODES}, got {self.smooth!r}")
 
     @classmethod
     def from_ms(cls, hop_ms: float, threshold: float = 0.7, smooth_ms: float = 300.0,
-                refractory_ms: float = 800.0, release: float = 0.5) -> DetectorConfig:
+                refractory_ms: float = 800.0, release: float = 0.5,
+                smooth: str = "posterior") -> DetectorConfig:
         """Window and refractory period given in milliseconds of a front end's hop."""
         if hop_ms <= 0:
             raise ValueError(f"hop_ms must be > 0, got {hop_ms}")
         return cls(threshold=threshold, smooth_steps=max(1, int(round(smooth_ms / hop_ms))),
-                   refractory_steps=max(0, int(round(refractory_ms / hop_ms))), release=release)
+                   refractory_steps=max(0, int(round(refractory_ms / hop_ms))), release=release,
+                   smooth=smooth)
 
 
 @dataclass(frozen=True)
@@ -89,12 +100,13 @@ class Detector:
         z = np.asarray(logits)
         if z.ndim != 2 or z.shape[1] != self.K:
             raise ValueError(f"Detector: logits of shape {z.shape}, expected (T, {self.K})")
-        W = self.cfg.smooth_steps
-        p = np.concatenate([self._hist, softmax(z)])  # (W-1+T, K)
+        W, by_logits = self.cfg.smooth_steps, self.cfg.smooth == "logits"
+        new = np.asarray(z, np.float64) if by_logits else softmax(z)  # (T, K)
+        p = np.concatenate([self._hist, new])  # (W-1+T, K)
         win = np.lib.stride_tricks.sliding_window_view(p, W, axis=0)  # (T, K, W)
         out = win.sum(axis=-1) / W  # (T, K) each row summed alone: chunking never matters
         self._hist = p[len(p) - (W - 1):] if W > 1 else p[:0]
-        return out
+        return softmax(out) if by_logits else out
 
     def update(self, logits: np.ndarray) -> tuple[list[Detection], np.ndarray]:
         """Detections among new logits rows (T, K), and their smoothed posteriors (T, K)."""

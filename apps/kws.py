@@ -25,7 +25,7 @@ import numpy as np
 from qs4d.runtime.backends import BACKENDS
 from qs4d.runtime.stream import load
 
-from .detect import Detector, DetectorConfig
+from .detect import SMOOTH_MODES, Detector, DetectorConfig
 from .sources import RawSource, WavSource
 
 
@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--smooth-ms", type=float, default=300.0)
+    p.add_argument("--smooth", choices=SMOOTH_MODES, default=DetectorConfig.smooth,
+                   help="average posteriors or logits over the window (apps/detect.py)")
     p.add_argument("--refractory-ms", type=float, default=800.0)
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk")
     p.add_argument("--no-live", action="store_true", help="no live level line on a terminal")
@@ -163,7 +165,8 @@ def main(argv: list[str]) -> int:
         print(f"qs4d kws: {args.bundle} has a {fe.kind!r} front end; keyword spotting needs "
               f"'logmel'", file=sys.stderr)
         return 2
-    cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms, args.refractory_ms)
+    cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms, args.refractory_ms,
+                                 smooth=args.smooth)
     detector = Detector(model.labels, cfg)
     rate = fe.sample_rate
     if args.wav:
@@ -176,7 +179,7 @@ def main(argv: list[str]) -> int:
     else:
         sources = [RawSource(sys.stdin.buffer, args.rate, rate, args.chunk_ms)]
     live = sys.stdout.isatty() and not args.no_live
-    print(f"{model!r}; threshold {cfg.threshold}, smoothing {cfg.smooth_steps} steps, "
+    print(f"{model!r}; threshold {cfg.threshold}, {cfg.smooth} smoothing {cfg.smooth_steps} steps, "
           f"refractory {cfg.refractory_steps} steps")
     for src in sources:
         prefix = f"{src.name}  " if len(sources) > 1 else ""

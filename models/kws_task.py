@@ -23,7 +23,7 @@ import torch
 from qs4d.runtime.frontend import LogMel
 from qs4d.runtime.spec import FrontendConfig, TrainConfig
 
-from .data.augment import AugmentConfig, Augmenter, mix_at_snr, noise_segment
+from .data.augment import AugmentConfig, Augmenter, band_limit, mix_at_snr, noise_segment
 from .data.speech_commands import DIGITS12, load_background, load_clip, load_index
 from .feat_aug import FeatureAugment
 from .progress import Progress
@@ -101,6 +101,47 @@ def build_features(root: Path, cfg: TrainConfig) -> dict:
     return out
 
 
+LOUD_DBFS = (-45.0, -10.0)  # RMS range of the loud background clips (train.loud_noise_clips)
+
+
+def _loud_clip(job) -> np.ndarray:
+    """(T, F) log-mel frames of 1 s of training background noise at a random loud level."""
+    seed, noises = job
+    rng = np.random.default_rng(seed)
+    x = noise_segment(noises, rng, FRONTEND.sample_rate)  # (16000,)
+    rms = max(float(np.sqrt(np.mean(x ** 2))), 1e-12)
+    x = x * 10 ** (rng.uniform(*LOUD_DBFS) / 20) / rms
+    if rng.random() < AugmentConfig().p_band:
+        x = band_limit(x, FRONTEND.sample_rate)
+    return LogMel(FRONTEND).frames(np.clip(x, -1.0, 1.0).astype(np.float32))
+
+
+def loud_noise_features(root: Path, cfg: TrainConfig) -> np.ndarray:
+    """(n, T, F) features of `cfg.loud_noise_clips` one-second cuts of the training background
+    noises (music on hold, coloured noise) at LOUD_DBFS, for the `_silence_` class: the built
+    `_silence_` clips are quiet (-65..-35 dBFS), so without these a model has never heard loud
+    sound that is not speech, and music at a normal level fires keywords. Cached beside the
+    data set."""
+    key = {"frontend": FRONTEND.to_dict(), "n": cfg.loud_noise_clips, "seed": cfg.seed,
+           "dbfs": LOUD_DBFS, "p_band": AugmentConfig().p_band, "data": _data_id(root), "v": 1}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    cache = root / f".features-loud-{digest}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return z["x"]
+    noises = load_background(load_index(root, DIGITS12, seed=cfg.seed))
+    jobs = [(cfg.seed * 1_000_003 + 777_777 + i, noises) for i in range(cfg.loud_noise_clips)]
+    bar, out = Progress(len(jobs), "loud noise"), []
+    with ProcessPoolExecutor(max_workers=2) as ex:
+        for f in ex.map(_loud_clip, jobs, chunksize=32):
+            out.append(f)
+            bar.update()
+    bar.close()
+    x = np.stack(out).astype(np.float32)  # (n, T, F)
+    np.savez(cache, x=x)
+    return x
+
+
 def train_keep(speakers, exclude: tuple) -> np.ndarray:
     """(n,) bool: the training clips whose speaker name starts with none of `exclude`."""
     speakers = np.asarray(speakers, dtype=str)
@@ -119,6 +160,10 @@ def kws_task(cfg: TrainConfig) -> Task:
     x_train = np.concatenate([f["x_train"][keep]]
                              + [f[f"x_train_aug{k}"][keep] for k in range(N_AUG)])
     y_train = np.concatenate([f["y_train"][keep]] * (N_AUG + 1))
+    if cfg.loud_noise_clips:
+        loud = loud_noise_features(Path(cfg.data), cfg)  # (n, T, F)
+        x_train = np.concatenate([x_train, loud])
+        y_train = np.concatenate([y_train, np.full(len(loud), DIGITS12.labels.index("_silence_"))])
     mean = x_train.mean(axis=(0, 1))  # (F,)
     std = x_train.std(axis=(0, 1)) + 1e-3  # (F,)
     frontend = FRONTEND.replace(norm_mean=tuple(float(v) for v in mean),

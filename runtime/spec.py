@@ -293,6 +293,7 @@ class TrainConfig(_Config):
     exclude_train: tuple = ()  # kws: speaker-name prefixes left out of the training split
     feat_warp: float = 0.0  # kws: per-clip VTLP warp of the mel axis, factor in [1 -+ w]
     feat_eq_db: float = 0.0  # kws: per-clip smooth random EQ of the log-mel, RMS in dB
+    loud_noise_clips: int = 0  # kws: extra _silence_ clips of train noise at -45..-10 dBFS
     logit_adjust: float = 0.0  # tau: train on logits + tau log(class prior) (Menon et al. 2021)
 
     def __post_init__(self):
@@ -303,7 +304,7 @@ class TrainConfig(_Config):
         if self.batch_size < 1:
             raise SpecError(f"TrainConfig.batch_size: must be >= 1, got {self.batch_size}")
         for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train",
-                     "qat_batches"):
+                     "qat_batches", "loud_noise_clips"):
             if getattr(self, name) < 0:
                 raise SpecError(f"TrainConfig.{name}: must be >= 0, got {getattr(self, name)}")
         if isinstance(self.exclude_train, str) or not all(

@@ -93,11 +93,36 @@ def test_rearms_only_after_the_posterior_drops():
     assert len(run(Detector(LABELS, cfg), np.concatenate([on, dip_low, on]))) == 2
 
 
+def test_logit_smoothing_is_the_softmax_of_the_mean_logits_with_zero_history():
+    """smooth = "logits": the mean-pooling decision of training, over the last W steps."""
+    rng = np.random.default_rng(2)
+    z = 2 * rng.standard_normal((40, len(LABELS)))
+    det = Detector(LABELS, DetectorConfig(smooth_steps=5, smooth="logits"))
+    _, sm = det.update(z)
+    padded = np.concatenate([np.zeros((4, len(LABELS))), z])
+    mean = np.stack([padded[t: t + 5].mean(axis=0) for t in range(40)])
+    want = np.exp(mean) / np.exp(mean).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(sm, want, atol=1e-12)
+
+
+def test_logit_smoothing_keeps_weak_consistent_evidence():
+    """Steps that each favour one keyword by a small margin: their posteriors never reach the
+    threshold on average, the softmax of their mean logits does (W = 10)."""
+    z = np.zeros((60, len(LABELS)))
+    z[:, 1] = 3.0  # "no" 3 ahead of the other classes: p("no") = 0.83
+    z[::2, 3] = 3.0  # but tied with "_unknown_" every other step: p("no") = 0.47 there
+    # mean posterior of "no" 0.65 < 0.7; softmax of the mean logits (3, 1.5, 0...) 0.73
+    by_post = Detector(LABELS, DetectorConfig(0.7, 10, smooth="posterior")).update(z)[0]
+    by_logit = Detector(LABELS, DetectorConfig(0.7, 10, smooth="logits")).update(z)[0]
+    assert by_post == [] and [d.label for d in by_logit] == ["no"]
+
+
+@pytest.mark.parametrize("smooth", ["posterior", "logits"])
 @pytest.mark.parametrize("chunk", [1, 3, 17, 64])
-def test_decisions_do_not_depend_on_chunking(chunk):
+def test_decisions_do_not_depend_on_chunking(chunk, smooth):
     rng = np.random.default_rng(1)
     z = 3 * rng.standard_normal((300, len(LABELS)))
-    cfg = DetectorConfig(threshold=0.5, smooth_steps=4, refractory_steps=6)
+    cfg = DetectorConfig(threshold=0.5, smooth_steps=4, refractory_steps=6, smooth=smooth)
     whole = Detector(LABELS, cfg).update(z)[0]
     det = Detector(LABELS, cfg)
     parts = []
@@ -114,8 +139,9 @@ def test_reset_and_config_validation():
     assert run(det, posteriors(3, k=0, p=0.99))[0].step == 0
     cfg = DetectorConfig.from_ms(10.0, 0.6, smooth_ms=300, refractory_ms=800)
     assert (cfg.smooth_steps, cfg.refractory_steps, cfg.threshold) == (30, 80, 0.6)
+    assert DetectorConfig.from_ms(10.0, smooth="logits").smooth == "logits"
     for bad in ({"threshold": 0.0}, {"threshold": 1.5}, {"smooth_steps": 0},
-                {"refractory_steps": -1}, {"release": 2.0}):
+                {"refractory_steps": -1}, {"release": 2.0}, {"smooth": "median"}):
         with pytest.raises(ValueError):
             DetectorConfig(**bad)
     with pytest.raises(ValueError, match="expected"):
