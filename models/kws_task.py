@@ -104,16 +104,21 @@ def build_features(root: Path, cfg: TrainConfig) -> dict:
 LOUD_DBFS = (-45.0, -10.0)  # RMS range of the loud background clips (train.loud_noise_clips)
 
 
-def _loud_clip(job) -> np.ndarray:
-    """(T, F) log-mel frames of 1 s of training background noise at a random loud level."""
-    seed, noises = job
+def loud_clip(seed: int, noises: list) -> np.ndarray:
+    """(16000,) float32: 1 s of background noise scaled to an RMS level uniform in LOUD_DBFS,
+    then band-limited to 4 kHz with the waveform augmentation's probability."""
     rng = np.random.default_rng(seed)
     x = noise_segment(noises, rng, FRONTEND.sample_rate)  # (16000,)
     rms = max(float(np.sqrt(np.mean(x ** 2))), 1e-12)
     x = x * 10 ** (rng.uniform(*LOUD_DBFS) / 20) / rms
     if rng.random() < AugmentConfig().p_band:
         x = band_limit(x, FRONTEND.sample_rate)
-    return LogMel(FRONTEND).frames(np.clip(x, -1.0, 1.0).astype(np.float32))
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def _loud_clip(job) -> np.ndarray:
+    """(T, F) log-mel frames of `loud_clip`."""
+    return LogMel(FRONTEND).frames(loud_clip(*job))
 
 
 def loud_noise_features(root: Path, cfg: TrainConfig) -> np.ndarray:

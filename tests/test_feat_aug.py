@@ -118,9 +118,10 @@ def test_feature_augmentation_enters_sweep_run_hashes_only_when_set():
     """Sweep runs stored before the fields existed keep their ids."""
     from qs4d.models import sweep_config
 
-    for name in ("feat_warp", "feat_eq_db", "logit_adjust"):
+    for name, value in (("feat_warp", 0.1), ("feat_eq_db", 3.0), ("logit_adjust", 0.5),
+                        ("loud_noise_clips", 100)):
         assert name not in sweep_config._hashed(TrainConfig(task="kws"))
-        assert name in sweep_config._hashed(TrainConfig(task="kws", **{name: 0.1}))
+        assert name in sweep_config._hashed(TrainConfig(task="kws", **{name: value}))
 
 
 def test_logit_shift_is_tau_log_prior_and_enters_only_the_training_loss(monkeypatch):

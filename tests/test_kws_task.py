@@ -57,3 +57,25 @@ def test_kws_eval_confusion_and_report():
     text = report(labels, c)
     assert "accuracy 62.50% of 8" in text and "keywords right 2 of 4" in text
     assert "_unknown_ right 2 of 3; keywords called _unknown_ 2" in text
+
+
+def test_loud_noise_clips_are_one_second_at_the_stated_levels():
+    from qs4d.models.data.augment import colored_noise
+    from qs4d.models.kws_task import LOUD_DBFS, loud_clip
+
+    noises = [colored_noise(40000, "pink", np.random.default_rng(0)).astype(np.float32)]
+    levels = []
+    for seed in range(60):
+        x = loud_clip(seed, noises)
+        assert x.shape == (16000,) and x.dtype == np.float32
+        levels.append(10 * np.log10(np.mean(x.astype(np.float64) ** 2)))
+    np.testing.assert_array_equal(loud_clip(7, noises), loud_clip(7, noises))
+    # band-limiting pink noise removes little power: every level within the range (+-1 dB)
+    assert LOUD_DBFS[0] - 1.0 <= min(levels) and max(levels) <= LOUD_DBFS[1] + 0.1
+    assert max(levels) - min(levels) > 20  # spread over the range
+    cfg = TrainConfig.from_dict({"task": "kws", "loud_noise_clips": 10})
+    assert cfg.loud_noise_clips == 10
+    from qs4d.runtime.spec import SpecError
+
+    with pytest.raises(SpecError, match="loud_noise_clips"):
+        TrainConfig.from_dict({"task": "kws", "loud_noise_clips": -1})
