@@ -15,6 +15,10 @@ last W steps; single steps of such a model are weak evidence, and averaging thei
         k is armed (its smoothed posterior fell below release * threshold since it last fired),
         and t - (step of the last detection of any keyword) >= refractory.
     When several keywords qualify, the one with the highest smoothed posterior fires.
+With hold_steps = D > 0 a crossing at t opens a decision instead: over steps t..t+D the
+keyword with the highest smoothed posterior above the threshold is kept, and it fires at t+D
+(peak picking: a word's onset can favour another keyword that shares it, "th-" of "three" and
+"two"; the word's own score peaks later). The latency grows by D steps.
 A word held longer than the refractory period still fires once: it stays disarmed until its
 posterior drops. The state (window history, arming, last detection) carries across chunks, so
 the decisions never depend on how the logits were cut.
@@ -38,6 +42,7 @@ class DetectorConfig:
     release: float = 0.5  # re-arm below release * threshold
     fillers: tuple = FILLERS
     smooth: str = "posterior"  # average "posterior"s or "logits" over the window
+    hold_steps: int = 0  # D: decide on the best keyword over D steps after a crossing
 
     def __post_init__(self):
         if not 0.0 < self.threshold <= 1.0:
@@ -49,19 +54,21 @@ class DetectorConfig:
                              f"{self.refractory_steps}")
         if not 0.0 <= self.release <= 1.0:
             raise ValueError(f"DetectorConfig.release: must be in [0, 1], got {self.release}")
+        if self.hold_steps < 0:
+            raise ValueError(f"DetectorConfig.hold_steps: must be >= 0, got {self.hold_steps}")
         if self.smooth not in SMOOTH_MODES:
             raise ValueError(f"DetectorConfig.smooth: one of {SMOOTH_MODES}, got {self.smooth!r}")
 
     @classmethod
     def from_ms(cls, hop_ms: float, threshold: float = 0.7, smooth_ms: float = 300.0,
                 refractory_ms: float = 800.0, release: float = 0.5,
-                smooth: str = "posterior") -> DetectorConfig:
+                smooth: str = "posterior", hold_ms: float = 0.0) -> DetectorConfig:
         """Window and refractory period given in milliseconds of a front end's hop."""
         if hop_ms <= 0:
             raise ValueError(f"hop_ms must be > 0, got {hop_ms}")
         return cls(threshold=threshold, smooth_steps=max(1, int(round(smooth_ms / hop_ms))),
                    refractory_steps=max(0, int(round(refractory_ms / hop_ms))), release=release,
-                   smooth=smooth)
+                   smooth=smooth, hold_steps=max(0, int(round(hold_ms / hop_ms))))
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class Detector:
         self._hist = np.zeros((W - 1, self.K))  # (W-1, K) the last posteriors
         self._armed = np.ones(self.K, bool)  # (K,)
         self._last = None  # step of the last detection
+        self._pending = None  # (k, confidence, deadline step) of an open decision
         self.steps = 0
 
     def smooth(self, logits: np.ndarray) -> np.ndarray:
@@ -115,14 +123,29 @@ class Detector:
         for t, row in enumerate(sm):
             step = self.steps + t
             self._armed |= row < cfg.release * cfg.threshold
+            if self._pending is not None:  # an open decision: keep the best keyword
+                k, conf, deadline = self._pending
+                best = int(np.argmax(np.where(self.keywords, row, -1.0)))
+                if row[best] >= cfg.threshold and row[best] > conf:
+                    k, conf = best, float(row[best])
+                self._pending = (k, conf, deadline)
+                if step >= deadline:
+                    out.append(self._fire(k, conf, step))
+                continue
             ok = self.keywords & self._armed & (row >= cfg.threshold)  # (K,)
             if not ok.any():
                 continue
             if self._last is not None and step - self._last < cfg.refractory_steps:
                 continue
             k = int(np.argmax(np.where(ok, row, -1.0)))
-            out.append(Detection(step=step, label=self.labels[k], confidence=float(row[k])))
-            self._armed[k] = False
-            self._last = step
+            if cfg.hold_steps:
+                self._pending = (k, float(row[k]), step + cfg.hold_steps)
+                continue
+            out.append(self._fire(k, float(row[k]), step))
         self.steps += len(sm)
         return out, sm
+
+    def _fire(self, k: int, conf: float, step: int) -> Detection:
+        self._armed[k] = False
+        self._last, self._pending = step, None
+        return Detection(step=step, label=self.labels[k], confidence=conf)

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth-ms", type=float, default=300.0)
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=DetectorConfig.smooth,
                    help="average posteriors or logits over the window (apps/detect.py)")
+    p.add_argument("--hold-ms", type=float, default=0.0,
+                   help="after a crossing, fire the best keyword of this span (peak picking)")
     p.add_argument("--refractory-ms", type=float, default=800.0)
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk")
     p.add_argument("--no-live", action="store_true", help="no live level line on a terminal")
@@ -166,7 +168,7 @@ def main(argv: list[str]) -> int:
               f"'logmel'", file=sys.stderr)
         return 2
     cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms, args.refractory_ms,
-                                 smooth=args.smooth)
+                                 smooth=args.smooth, hold_ms=args.hold_ms)
     detector = Detector(model.labels, cfg)
     rate = fe.sample_rate
     if args.wav:

@@ -117,12 +117,32 @@ def test_logit_smoothing_keeps_weak_consistent_evidence():
     assert by_post == [] and [d.label for d in by_logit] == ["no"]
 
 
+def test_hold_fires_the_best_keyword_of_the_span_at_its_end():
+    """An onset that favours "yes" (0.75) followed by the word's own "no" (0.95): without a
+    hold "yes" fires at once and "no" after it; with a 6-step hold only "no", 6 steps after
+    the crossing."""
+    probs = np.concatenate([posteriors(5), posteriors(3, k=0, p=0.75),
+                            posteriors(4, k=1, p=0.95), posteriors(20)])
+    now = run(Detector(LABELS, DetectorConfig(0.7, 1, refractory_steps=5)), probs)
+    assert [(d.label, d.step) for d in now] == [("yes", 5), ("no", 10)]  # after refractory
+    held = run(Detector(LABELS, DetectorConfig(0.7, 1, refractory_steps=5, hold_steps=6)), probs)
+    assert [(d.label, d.step) for d in held] == [("no", 11)]
+    assert held[0].confidence == pytest.approx(0.95, abs=1e-6)
+    # nothing better within the hold: the crossing keyword fires, D steps late
+    one = np.concatenate([posteriors(5), posteriors(10, k=2, p=0.9), posteriors(20)])
+    held = run(Detector(LABELS, DetectorConfig(0.7, 1, hold_steps=3)), one)
+    assert [(d.label, d.step) for d in held] == [("up", 8)]
+    assert DetectorConfig.from_ms(10.0, hold_ms=200).hold_steps == 20
+
+
+@pytest.mark.parametrize("hold", [0, 5])
 @pytest.mark.parametrize("smooth", ["posterior", "logits"])
 @pytest.mark.parametrize("chunk", [1, 3, 17, 64])
-def test_decisions_do_not_depend_on_chunking(chunk, smooth):
+def test_decisions_do_not_depend_on_chunking(chunk, smooth, hold):
     rng = np.random.default_rng(1)
     z = 3 * rng.standard_normal((300, len(LABELS)))
-    cfg = DetectorConfig(threshold=0.5, smooth_steps=4, refractory_steps=6, smooth=smooth)
+    cfg = DetectorConfig(threshold=0.5, smooth_steps=4, refractory_steps=6, smooth=smooth,
+                         hold_steps=hold)
     whole = Detector(LABELS, cfg).update(z)[0]
     det = Detector(LABELS, cfg)
     parts = []
@@ -137,11 +157,16 @@ def test_reset_and_config_validation():
     assert run(det, posteriors(3, k=0, p=0.99)) == []  # disarmed
     det.reset()
     assert run(det, posteriors(3, k=0, p=0.99))[0].step == 0
+    held = Detector(LABELS, DetectorConfig(smooth_steps=1, hold_steps=10))
+    assert run(held, posteriors(3, k=0, p=0.99)) == []  # decision still open
+    held.reset()  # drops it
+    assert run(held, posteriors(20)) == []
     cfg = DetectorConfig.from_ms(10.0, 0.6, smooth_ms=300, refractory_ms=800)
     assert (cfg.smooth_steps, cfg.refractory_steps, cfg.threshold) == (30, 80, 0.6)
     assert DetectorConfig.from_ms(10.0, smooth="logits").smooth == "logits"
     for bad in ({"threshold": 0.0}, {"threshold": 1.5}, {"smooth_steps": 0},
-                {"refractory_steps": -1}, {"release": 2.0}, {"smooth": "median"}):
+                {"refractory_steps": -1}, {"release": 2.0}, {"smooth": "median"},
+                {"hold_steps": -1}):
         with pytest.raises(ValueError):
             DetectorConfig(**bad)
     with pytest.raises(ValueError, match="expected"):
