@@ -25,7 +25,14 @@ import numpy as np
 from qs4d.runtime.backends import BACKENDS
 from qs4d.runtime.stream import load
 
-from .detect import SMOOTH_MODES, Detector, DetectorConfig
+from .detect import (
+    APP_SMOOTH,
+    APP_SMOOTH_MS,
+    APP_THRESHOLD,
+    SMOOTH_MODES,
+    Detector,
+    DetectorConfig,
+)
 from .sources import RawSource, WavSource
 
 
@@ -136,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="stop --mic after this much audio")
     p.add_argument("--fast", action="store_true", help="WAV as fast as possible")
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
-    p.add_argument("--threshold", type=float, default=0.7)
-    p.add_argument("--smooth-ms", type=float, default=300.0)
-    p.add_argument("--smooth", choices=SMOOTH_MODES, default=DetectorConfig.smooth,
+    p.add_argument("--threshold", type=float, default=APP_THRESHOLD)
+    p.add_argument("--smooth-ms", type=float, default=APP_SMOOTH_MS)
+    p.add_argument("--smooth", choices=SMOOTH_MODES, default=APP_SMOOTH,
                    help="average posteriors or logits over the window (apps/detect.py)")
     p.add_argument("--hold-ms", type=float, default=0.0,
                    help="after a crossing, fire the best keyword of this span (peak picking)")
