@@ -139,8 +139,8 @@ def report(r: dict, argv: list) -> str:
         f"over {r['repeats']} interleaved repeats.",
         "command: python -m qs4d.apps.ecg_bench " + " ".join(argv),
         f"host: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end "
-        f"{os.getloadavg()[0]:.1f} (shared with training jobs: wall times are inflated; the CPU"
-        " column is the process's own CPU time)",
+        f"{os.getloadavg()[0]:.1f} (other jobs inflate wall times; the CPU column is the "
+        "process's own CPU time)",
         "",
         f"{'bundle':<13}{'backend':<8}{'chunk':>7}{'x real time':>13}{'x RT (CPU)':>12}"
         f"{'wall s':>9}{'fe+det ms':>11}{'model ms':>10}{'us/step':>9}  beats",
