@@ -314,6 +314,10 @@ class TrainConfig(_Config):
         object.__setattr__(self, "exclude_train", tuple(self.exclude_train))
         if not 0.0 <= self.feat_warp < 0.5:
             raise SpecError(f"TrainConfig.feat_warp: must be in [0, 0.5), got {self.feat_warp}")
+        kws_only = [n for n in ("feat_warp", "feat_eq_db", "loud_noise_clips") if getattr(self, n)]
+        if kws_only and self.task != "kws":
+            raise SpecError(f"TrainConfig.{kws_only[0]}: keyword spotting only (task 'kws'), "
+                            f"got task {self.task!r}")
         if self.logit_adjust < 0:
             raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
         if self.feat_eq_db < 0:

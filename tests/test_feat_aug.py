@@ -86,6 +86,9 @@ def test_bad_settings_are_refused():
     for bad in ({"feat_warp": 0.6}, {"feat_eq_db": -2.0}):
         with pytest.raises(SpecError, match="feat_"):
             TrainConfig.from_dict({"task": "kws", **bad})
+    for name, value in (("feat_warp", 0.1), ("feat_eq_db", 3.0), ("loud_noise_clips", 10)):
+        with pytest.raises(SpecError, match=f"{name}: keyword spotting only"):
+            TrainConfig.from_dict({"task": "ecg", name: value})
 
 
 def test_train_epoch_uses_the_task_augmentation():
