@@ -1,8 +1,8 @@
 """`qs4d kws BUNDLE`: streaming keyword spotting from WAV files, a microphone or stdin.
 
-    qs4d kws models/zoo/kws-robust --wav apps/data/digits_allison.wav          # real-time pace
-    qs4d kws models/zoo/kws-robust --wav a.wav b.wav --fast --backend imssa
-    qs4d kws models/zoo/kws-robust --mic [--device N] [--seconds 30]
+    qs4d kws models/zoo/kws-qat4 --wav apps/data/digits_allison.wav          # real-time pace
+    qs4d kws models/zoo/kws-qat4 --wav a.wav b.wav --fast --backend imssa
+    qs4d kws models/zoo/kws-qat4 --mic [--device N] [--seconds 30]
     qs4d kws --list-devices
     sox in.mp3 -t raw -r 16000 -e signed -b 16 -c 1 - | qs4d kws BUNDLE --stdin
 

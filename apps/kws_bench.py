@@ -1,7 +1,7 @@
 """Streaming keyword-spotting benchmark: hits, substitutions and false alarms of the detector
 on a long stream, for a grid of detector settings (numpy + onnxruntime only).
 
-    python -m qs4d.apps.kws_bench models/zoo/kws-robust --data data/kws --split validation \\
+    python -m qs4d.apps.kws_bench models/zoo/kws-qat4 --data data/kws --split validation \\
         --music /usr/share/asterisk/moh/reno_project-system.wav \\
         --smooth posterior logits --smooth-ms 300 700 1000 --threshold 0.6 0.7 0.8 --hold-ms 0 300
 

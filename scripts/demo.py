@@ -1,8 +1,7 @@
 """`make demo`: keyword spotting on the bundled WAVs and ECG on the bundled MIT-BIH record 208
 excerpt, through the onnx and imssa backends, then a profile summary. A few minutes on 2 cores.
 
-Bundles: models/zoo/kws-robust (kws-qat4 trained for streaming beside real speakers and
-music; docs/data-kws.md) and models/zoo/ecg-qat4 when they exist, else any zoo bundle with
+Bundles: models/zoo/kws-qat4 and models/zoo/ecg-qat4 when they exist, else any zoo bundle with
 a logmel (keywords) or ecg (ECG) front end. A missing one is named with the command that makes
 it; the rest of the demo still runs and the exit status is then 1. Figures go to out/demo/.
 """
@@ -20,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"
 DATA = ROOT / "apps" / "data"
 OUT = ROOT / "out" / "demo"
-WANT = {"logmel": ("kws-robust", "qs4d data kws --out data/kws && qs4d train --config "
-                   "models/recipes/kws-robust.toml --out runs/kws-robust && qs4d export "
-                   "runs/kws-robust/final.pt --out models/zoo/kws-robust --name kws-robust"),
+WANT = {"logmel": ("kws-qat4", "qs4d data kws --out data/kws && qs4d train --config "
+                   "models/recipes/kws-qat4.toml --out runs/kws-qat4 && qs4d export "
+                   "runs/kws-qat4/final.pt --out models/zoo/kws-qat4"),
         "ecg": ("ecg-qat4", "the ECG recipe (models/recipes/ecg-*.toml) trained and exported "
                 "to models/zoo/ecg-qat4")}
 
