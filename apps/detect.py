@@ -104,7 +104,7 @@ class Detector:
 
     def reset(self) -> None:
         W = self.cfg.smooth_steps
-        self._hist = np.zeros((W - 1, self.K))  # (W-1, K) the last posteriors
+        self._hist = np.zeros((W - 1, self.K))  # (W-1, K) the last posteriors (or logits)
         self._armed = np.ones(self.K, bool)  # (K,)
         self._last = None  # step of the last detection
         self._pending = None  # (k, confidence, deadline step) of an open decision
