@@ -34,16 +34,10 @@ import numpy as np
 from qs4d.runtime.stream import load
 
 from .detect import SMOOTH_MODES, Detector, DetectorConfig
-from .sources import read_wav, resample
+from .sources import read_wav_as
 
 LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt",
          "real": "real_test_list.txt"}
-
-
-def read_wav_as(path, rate: int) -> np.ndarray:
-    """(L,) float32 mono samples of a WAV file at `rate` Hz."""
-    x, r = read_wav(path)
-    return resample(x, r, rate)
 
 
 def split_clips(root: Path, split: str, labels: tuple) -> list[tuple[Path, str]]:

@@ -62,6 +62,12 @@ def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(x, f.numerator, f.denominator).astype(np.float32)
 
 
+def read_wav_as(path: str | Path, rate: int) -> np.ndarray:
+    """(L,) float32 mono samples of a WAV file at `rate` Hz."""
+    x, r = read_wav(path)
+    return resample(x, r, rate)
+
+
 class StreamResampler:
     """Polyphase FIR resampling of a stream, chunk by chunk, with carried history.
 
@@ -111,8 +117,7 @@ class WavSource:
 
     def __init__(self, path: str | Path, rate: int = 16000, chunk_ms: float = 100.0,
                  realtime: bool = True):
-        x, self.file_rate = read_wav(path)
-        self.samples = resample(x, self.file_rate, rate)  # (L,)
+        self.samples = read_wav_as(path, rate)  # (L,)
         self.name, self.rate, self.realtime = Path(path).name, rate, realtime
         self.chunk = max(1, int(round(rate * chunk_ms / 1000.0)))
         self.overflows = 0

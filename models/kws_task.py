@@ -48,15 +48,25 @@ def _features(job) -> np.ndarray:
     return LogMel(FRONTEND).frames(x)
 
 
-def _compute(index, mode: str, seed: int, noises, desc: str) -> np.ndarray:
-    jobs = [(index, i, mode, seed * 1_000_003 + i, noises) for i in range(len(index.paths))]
+def _pool_features(fn, jobs: list, desc: str) -> np.ndarray:
+    """(n, T, F) float32: fn(job) for every job, in order, on 2 processes with a progress bar."""
     bar, out = Progress(len(jobs), desc), []
     with ProcessPoolExecutor(max_workers=2) as ex:
-        for f in ex.map(_features, jobs, chunksize=64):
+        for f in ex.map(fn, jobs, chunksize=64):
             out.append(f)
             bar.update()
     bar.close()
     return np.stack(out).astype(np.float32)  # (n, T, F)
+
+
+def _compute(index, mode: str, seed: int, noises, desc: str) -> np.ndarray:
+    jobs = [(index, i, mode, seed * 1_000_003 + i, noises) for i in range(len(index.paths))]
+    return _pool_features(_features, jobs, desc)
+
+
+def _digest(d: dict) -> str:
+    """12 hex digits of a JSON-able dict: the name of a feature cache."""
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _data_id(root: Path) -> str:
@@ -74,7 +84,7 @@ def _data_id(root: Path) -> str:
 def _cache_key(cfg: TrainConfig, root: Path) -> str:
     d = {"frontend": FRONTEND.to_dict(), "n_aug": N_AUG, "seed": cfg.seed,
          "aug": AugmentConfig().__dict__, "snrs": EVAL_SNRS, "data": _data_id(root), "v": 2}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _digest(d)
 
 
 def build_features(root: Path, cfg: TrainConfig) -> dict:
@@ -129,20 +139,13 @@ def loud_noise_features(root: Path, cfg: TrainConfig) -> np.ndarray:
     data set."""
     key = {"frontend": FRONTEND.to_dict(), "n": cfg.loud_noise_clips, "seed": cfg.seed,
            "dbfs": LOUD_DBFS, "p_band": AugmentConfig().p_band, "data": _data_id(root), "v": 1}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    cache = root / f".features-loud-{digest}.npz"
+    cache = root / f".features-loud-{_digest(key)}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             return z["x"]
     noises = load_background(load_index(root, DIGITS12, seed=cfg.seed))
     jobs = [(cfg.seed * 1_000_003 + 777_777 + i, noises) for i in range(cfg.loud_noise_clips)]
-    bar, out = Progress(len(jobs), "loud noise"), []
-    with ProcessPoolExecutor(max_workers=2) as ex:
-        for f in ex.map(_loud_clip, jobs, chunksize=32):
-            out.append(f)
-            bar.update()
-    bar.close()
-    x = np.stack(out).astype(np.float32)  # (n, T, F)
+    x = _pool_features(_loud_clip, jobs, "loud noise")  # (n, T, F)
     np.savez(cache, x=x)
     return x
 

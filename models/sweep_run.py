@@ -124,7 +124,8 @@ def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
     for epoch in range(tcfg.epochs_qat):
         train_mod.train_epoch(model, task, opt, sched, tcfg, gen,
                               f"qat+noise {epoch + 1}/{tcfg.epochs_qat}")
-    metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + (time.time() - t0) / 60, 2)
+    minutes = (time.time() - t0) / 60
+    metrics["train_minutes"] = round(metrics.get("train_minutes", 0) + minutes, 2)
     metrics["qat_val_acc"] = train_mod.evaluate(model, task.val)
     metrics["qat_test_acc"] = train_mod.evaluate(model, task.test)
     metrics.update(train_mod.final_metrics(model, task))
@@ -173,7 +174,8 @@ def imssa_accuracy(model, run: Run, out: Path, sigmas: list) -> dict:
         m = qs4d.load(bundle, backend="imssa", crossbar=xcfg.replace(sigma_read=sigma, **conv))
         pred, counts = _predict(m.executor, X, model.cfg.pooling)
         res[ev.key(sigma)] = {"sigma_read": sigma, "noise_model": ev.noise_model,
-                              "acc": 100.0 * float((pred == y).mean()), "examples": len(y), "seconds": round(time.time() - t0, 1),
+                              "acc": 100.0 * float((pred == y).mean()), "examples": len(y),
+                              "seconds": round(time.time() - t0, 1),
                               "adc_conversions_per_step": counts["adc_conversions"]
                               // (X.shape[1] * len(y))}
         log.info("%s: imssa sigma %g: %.2f%%", run.run_id, sigma, res[ev.key(sigma)]["acc"])

@@ -231,7 +231,7 @@ def lcs(a: list, b: list) -> int:
 @pytest.mark.slow
 @pytest.mark.xfail(reason="known shortfall, measured 2026-11-22 (session 5): the shipped kws-qat4 "
                    "finds 0 of 10 real-speaker digits through the microphone with the apps' "
-                   "detector (1 with the former one; kws-robust 2); clip accuracy on the 30 real "
+                   "detector (1 with the former one); clip accuracy on the 30 real "
                    "digit clips is 7 of 30 (python -m qs4d.models.kws_eval "
                    "runs/kws-qat4/final.pt --split real); docs/data-kws.md; open in the apps "
                    "issue",
