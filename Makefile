@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.qs4d-installed
 SYSSTAMP := $(VENV)/.qs4d-sysdeps
+NFSTAMP  := $(VENV)/.qs4d-sysdeps-non-free
 
 .PHONY: test demo sysdeps lint clean
 
@@ -19,9 +20,14 @@ $(SYSSTAMP): scripts/sysdeps.sh | $(STAMP)
 	bash scripts/sysdeps.sh
 	touch $(SYSSTAMP)
 
+# The tests also cover the builder's SVOX Pico and MBROLA voices (Debian non-free).
+$(NFSTAMP): scripts/sysdeps.sh | $(SYSSTAMP)
+	bash scripts/sysdeps.sh --non-free
+	touch $(NFSTAMP)
+
 sysdeps: $(SYSSTAMP)
 
-test: $(STAMP) $(SYSSTAMP)
+test: $(STAMP) $(SYSSTAMP) $(NFSTAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

@@ -30,6 +30,8 @@ TINY = ["--per-word", "1", "--per-unknown", "1", "--silence", "20", "--limit", "
         "--noise-seconds", "2", "--real-copies", "2", "--real-unknown", "2", "--quiet",
         "--flite-per-word", "1", "--flite-per-unknown", "1"]
 FESTIVAL = ["--festival-per-word", "1", "--festival-per-unknown", "1"]  # when installed
+NATURAL = {"pico2wave": ["--pico-per-word", "2", "--pico-per-unknown", "1"],  # non-free,
+           "mbrola": ["--mbrola-per-word", "2", "--mbrola-per-unknown", "1"]}  # when installed
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (scripts/sysdeps.sh)")
@@ -45,14 +47,20 @@ def all_wavs(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.wav"))
 
 
+def optional_engines() -> list[str]:
+    """The builder flags of the optional synthesizers that are installed."""
+    fest = FESTIVAL if shutil.which("festival") else []
+    return fest + [f for tool, flags in NATURAL.items() if shutil.which(tool) for f in flags]
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     for tool in ("espeak-ng", "flite"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} not installed (scripts/sysdeps.sh)")
     out = tmp_path_factory.mktemp("kws") / "set"
-    fest = FESTIVAL if shutil.which("festival") else []
-    assert qs4d_main(["data", "kws", "--out", str(out), "--seed", "3", *TINY, *fest]) == 0
+    assert qs4d_main(["data", "kws", "--out", str(out), "--seed", "3", *TINY,
+                      *optional_engines()]) == 0
     return out
 
 
@@ -79,19 +87,21 @@ def test_layout_and_wav_format(built, capsys):
 
 @needs_espeak
 def test_same_seed_gives_identical_bytes(built, tmp_path):
-    fest = FESTIVAL if shutil.which("festival") else []
+    extra = optional_engines()
     again = tmp_path / "again"
     args = kws_build.parse_args(["--out", str(again), "--seed", "3", "--workers", "1", *TINY,
-                                 *fest])
+                                 *extra])
     kws_build.build(args, ["--seed", "3"])
     assert all_wavs(again) == all_wavs(built)
     lists = ["validation_list.txt", "testing_list.txt", "real_test_list.txt"]
     for rel in [*all_wavs(built), *lists, "sources.csv"]:
         assert (again / rel).read_bytes() == (built / rel).read_bytes(), rel
-    if fest:  # festival draws from its own random stream: without it, every other file is equal
-        plain = tmp_path / "plain"
+    if extra:  # each optional engine draws from its own random stream: without them, every
+        plain = tmp_path / "plain"  # other file is equal
         kws_build.build(kws_build.parse_args(["--out", str(plain), "--seed", "3", *TINY]), [])
-        assert all_wavs(plain) == [r for r in all_wavs(built) if "/festival-" not in r]
+        optional = ("/festival-", "/pico-", "/mbrola-")
+        assert all_wavs(plain) == [r for r in all_wavs(built)
+                                   if not any(o in r for o in optional)]
         for rel in [*all_wavs(plain), *lists]:
             assert (plain / rel).read_bytes() == (built / rel).read_bytes(), rel
 
@@ -170,6 +180,39 @@ def test_festival_voices_speak_in_train_only_and_batching_changes_nothing(built,
         assert np.abs(one).max() > 1000 and np.array_equal(one, two)
     sr, x = wavfile.read(tmp_path / "a" / clips[0].rel)
     assert sr == 16000 and x.shape == (16000,)
+
+
+@needs_espeak
+@pytest.mark.parametrize("engine,tool,voices", [
+    ("pico", "pico2wave", {"en-US", "en-GB"}), ("mbrola", "mbrola", {"us1", "us2", "us3", "en1"})])
+def test_natural_voices_speak_in_train_only(built, engine, tool, voices):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (Debian non-free: scripts/sysdeps.sh --non-free)")
+    val, test = set(lines(built, "validation_list.txt")), set(lines(built, "testing_list.txt"))
+    made = [r for r in all_wavs(built) if f"/{engine}-" in r]
+    words = {r.split("/")[0] for r in made}
+    assert words == set(kws_build.DIGITS) | set(kws_build.UNKNOWN_WORDS)
+    assert len([r for r in made if r.split("/")[0] in kws_build.DIGITS]) == 2 * 10
+    assert not (set(made) & (val | test))
+    assert {r.split("/")[1].split("_nohash_")[0][len(engine) + 1:] for r in made} <= voices
+    with open(built / "sources.csv") as fh:
+        src = [row for row in csv.DictReader(fh) if f"/{engine}-" in row["path"]]
+    assert len(src) == len(made)
+    assert all(("<speed level=" if engine == "pico" else "-v mb-") in r["source"] for r in src)
+    for rel in made[:4]:  # a spoken word, not silence, placed in 1 s
+        sr, x = wavfile.read(built / rel)
+        assert sr == 16000 and x.shape == (16000,) and np.abs(x).max() > 1000, rel
+    assert ("SVOX Pico" if engine == "pico" else "MBROLA voices") in \
+        (built / "README.md").read_text()
+
+
+def test_missing_natural_synthesizer_is_named(tmp_path, capsys, monkeypatch):
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda t: None if t == "pico2wave" else real_which(t))
+    if real_which("espeak-ng") is None or real_which("flite") is None:
+        pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
+    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--pico-per-word", "1"]) == 3
+    assert "pico2wave is not installed" in capsys.readouterr().err
 
 
 def kws_render_voices() -> list:

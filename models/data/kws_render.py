@@ -1,5 +1,6 @@
 """Rendering one clip of the keyword data builder (`kws_build.py`): the speech synthesizers
-(espeak-ng, flite and festival, Debian packages) and their voice lists, how espeak voice variants are
+(espeak-ng, flite and festival, Debian packages; SVOX Pico and MBROLA, Debian non-free) and their
+voice lists, how espeak voice variants are
 dealt to the splits, and a word placed in a 1-s 16-kHz WAV.
 
 Glossary: L samples, SR 16 kHz output rate.
@@ -29,6 +30,15 @@ FLITE_F0_MALE = (80.0, 150.0)
 FESTIVAL_F0 = {"cmu_us_slt_arctic_hts": None, "kal_diphone": (85.0, 190.0),
                "ked_diphone": (85.0, 190.0)}
 FESTIVAL_VOICES = Path("/usr/share/festival/voices")
+# SVOX Pico (libttspico-utils): two female voices; markup levels, 100 = the voice's own
+PICO_LANG = Path("/usr/share/pico/lang")
+PICO_VOICES = ("en-US", "en-GB")
+PICO_SPEED = (70, 141)  # <speed level>: above 100 is faster
+PICO_PITCH = (65, 136)  # <pitch level>: 100 is about 170 Hz for en-US
+# MBROLA English diphone voices (mbrola-us1: female; us2, us3: male; en1: British male), spoken
+# through espeak-ng's mb-<voice> (its speed and pitch options apply)
+MBROLA_DIR = Path("/usr/share/mbrola")
+MBROLA_VOICES = ("us1", "us2", "us3", "en1")
 
 
 def speak(text: str, voice: str, speed: int, pitch: int) -> tuple[int, np.ndarray]:
@@ -47,6 +57,18 @@ def speak_flite(text: str, voice: str, stretch: float, f0: float) -> tuple[int, 
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
         cmd += ["--setf", f"int_f0_target_mean={f0:.1f}"] if f0 else []
         subprocess.run([*cmd, "-t", text, "-o", wav], capture_output=True, check=True)
+        return wavfile.read(wav)
+
+
+def speak_pico(text: str, voice: str, speed: int, pitch: int) -> tuple[int, np.ndarray]:
+    """SVOX Pico's (rate, int16 samples) of `text` (16 kHz), at markup speed and pitch levels."""
+    if not re.fullmatch(r"[A-Za-z' ]+", text):
+        raise ValueError(f"pico text {text!r}: letters, apostrophes and spaces only")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = os.path.join(tmp, "w.wav")
+        markup = f"<speed level='{speed}'><pitch level='{pitch}'>{text}</pitch></speed>"
+        subprocess.run(["pico2wave", "-l", voice, "-w", wav, markup], capture_output=True,
+                       check=True)
         return wavfile.read(wav)
 
 
@@ -73,6 +95,22 @@ def festival_voices() -> list[str]:
     voices = [v for v in FESTIVAL_F0 if v in have]
     if not voices:
         raise RuntimeError(f"no festival voice of {sorted(FESTIVAL_F0)} under {FESTIVAL_VOICES}")
+    return voices
+
+
+def pico_voices() -> list[str]:
+    """The English Pico voices whose language files are installed (libttspico-data)."""
+    voices = [v for v in PICO_VOICES if (PICO_LANG / f"{v}_ta.bin").exists()]
+    if not voices:
+        raise RuntimeError(f"no pico voice of {PICO_VOICES} under {PICO_LANG}")
+    return voices
+
+
+def mbrola_voices() -> list[str]:
+    """The English MBROLA voices that are installed (mbrola-us1 ...)."""
+    voices = [v for v in MBROLA_VOICES if (MBROLA_DIR / v / v).exists()]
+    if not voices:
+        raise RuntimeError(f"no mbrola voice of {MBROLA_VOICES} under {MBROLA_DIR}")
     return voices
 
 
@@ -119,10 +157,10 @@ class Clip:
     licence: str
     real: bool = False  # listed in real_test_list.txt
     text: str = ""  # text to synthesize; "" for a recording
-    engine: str = "espeak"  # "espeak", "flite" or "festival" (when text is set)
-    voice: str = ""  # espeak voice "accent+variant", or a flite or festival voice name
-    speed: int = 175  # espeak words per minute
-    pitch: int = 50  # espeak pitch 0..99
+    engine: str = "espeak"  # "espeak", "flite", "festival", "pico" or "mbrola" (text set)
+    voice: str = ""  # espeak voice "accent+variant", or a flite, festival, pico, mbrola voice
+    speed: int = 175  # espeak and mbrola words per minute; pico speed level
+    pitch: int = 50  # espeak and mbrola pitch 0..99; pico pitch level
     stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch (> 1 is slower)
     f0: float = 0.0  # flite int_f0_target_mean, festival target_f0_mean, Hz (0: the voice's)
     wav: str = ""  # source recording (8 kHz Asterisk prompt)
@@ -176,6 +214,10 @@ def render(job: tuple[list, str]) -> list[tuple[str, bool]]:
             sr, raw = wavfile.read(clip.wav)
         elif clip.engine == "flite":
             sr, raw = speak_flite(clip.text, clip.voice, clip.stretch, clip.f0)
+        elif clip.engine == "pico":
+            sr, raw = speak_pico(clip.text, clip.voice, clip.speed, clip.pitch)
+        elif clip.engine == "mbrola":
+            sr, raw = speak(clip.text, f"mb-{clip.voice}", clip.speed, clip.pitch)
         else:
             sr, raw = speak(clip.text, clip.voice, clip.speed, clip.pitch)
         done.append(finish(clip, sr, raw, out))
