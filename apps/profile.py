@@ -7,8 +7,10 @@ energy per backend.
 Latency: each step timed alone (batch 1, one thread), all runners interleaved repeat by
 repeat so background load hits them alike; median and p99 over steps x repeats. The same run
 prints the export benchmark: the integer ONNX step against the float ONNX step
-(`float_graph=True`) and, with --torch, a PyTorch eager step of the same float weights, with
-numpy and imssa beside them, as ratios of medians. Real-time factor: (step + front end) /
+(`float_graph=True`) and, with --torch, PyTorch eager steps of the same model: for an integer
+bundle its own integer step (`torch-int`, bit for bit the numpy reference) and, for every
+bundle, the step of its (dequantized) float weights (`torch`), with numpy and imssa beside
+them, as ratios of medians. Real-time factor: (step + front end) /
 step period. Throughput: B streams as one batch through `Stream.accept`. Memory: tracemalloc
 peak (Python and numpy allocations) and the process's maximum RSS. Work: MACs and bit
 operations per step from the spec (apps/costs.py); array reads and DAC/ADC conversions from
@@ -50,6 +52,8 @@ def runners(path, backends: list, with_torch: bool, notes: list) -> dict:
     if with_torch:
         try:
             mod = importlib.import_module("qs4d.models.torch_step")
+            if "onnx" in out and out["onnx"][0].spec.quant.integer:
+                out["torch-int"] = (None, mod.TorchIntStep.from_bundle(path, threads=1))
             out["torch"] = (None, mod.TorchStep.from_bundle(path, threads=1))
         except ImportError as e:
             notes.append(f"--torch: PyTorch is not importable ({e}); no torch step")
@@ -125,7 +129,8 @@ def energies(spec, per_step_imssa: dict | None, xcfg, lat: dict) -> dict:
 
 
 def ratio_lines(lat: dict) -> list:
-    pairs = [("onnx", "onnx-float"), ("onnx", "torch"), ("onnx-float", "torch"),
+    pairs = [("onnx", "onnx-float"), ("onnx", "torch-int"), ("onnx", "torch"),
+             ("onnx-float", "torch"),
              ("numpy", "onnx"), ("imssa", "onnx")]
     out = []
     for a, b in pairs:

@@ -34,6 +34,7 @@ from qs4d.runtime.stream import load
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "apps" / "data"
+ZOO = ROOT / "models" / "zoo"
 KWS_LABELS = tuple("zero one two three four five six seven eight nine".split()) + (
     "_unknown_", "_silence_")
 AAMI = ("N", "S", "V", "F", "Q")
@@ -401,6 +402,26 @@ def test_torch_step_equals_the_float_reference(kws_bundle):
         a, s_ref = ref(x[t], s_ref)
         b, s_t = ts(x[t], s_t)
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["fixture", "zoo"])
+def test_torch_int_step_equals_the_integer_reference_bit_for_bit(kws_bundle, which):
+    pytest.importorskip("torch")
+    from qs4d.models.torch_step import TorchIntStep
+
+    path = kws_bundle if which == "fixture" else ZOO / "kws-qat4"
+    if not path.is_dir():
+        pytest.skip(f"{path} is not in this checkout")
+    ref = load(path, backend="numpy").executor
+    ts = TorchIntStep.from_bundle(path)
+    x = 3 * np.random.default_rng(1).standard_normal((200, 2, ref.spec.model.d_input))
+    s_ref, s_t = ref.init_state(2), ts.init_state(2)
+    for t in range(len(x)):
+        a, s_ref = ref(x[t].astype(np.float32), s_ref)
+        b, s_t = ts(x[t].astype(np.float32), s_t)
+        np.testing.assert_array_equal(b, a)
+        for u, v in zip(s_t, s_ref):
+            np.testing.assert_array_equal(u.numpy(), v)
 
 
 def test_apps_import_neither_torch_nor_sounddevice():
