@@ -36,16 +36,21 @@ N_AUG = 2  # augmented copies of every training clip, besides the clean one
 EVAL_SNRS = (20.0, 10.0)
 
 
+def frontend_for(cfg: TrainConfig) -> FrontendConfig:
+    """The task's log-mel front end, with `train.f_max` as its top edge when set."""
+    return FRONTEND.replace(f_max=cfg.f_max) if cfg.f_max else FRONTEND
+
+
 def _features(job) -> np.ndarray:
     """(T, F) log-mel frames of one clip, optionally augmented or mixed with noise."""
-    index, i, mode, seed, noises = job
+    index, i, mode, seed, noises, fe = job
     x = load_clip(index, i)  # (16000,)
     rng = np.random.default_rng(seed)
     if mode == "aug":
         x = Augmenter(AugmentConfig(), noises)(x, rng)
     elif mode.startswith("snr"):
         x = mix_at_snr(x, noise_segment(noises, rng, len(x)), float(mode[3:])).astype(np.float32)
-    return LogMel(FRONTEND).frames(x)
+    return LogMel(fe).frames(x)
 
 
 def _pool_features(fn, jobs: list, desc: str) -> np.ndarray:
@@ -59,8 +64,8 @@ def _pool_features(fn, jobs: list, desc: str) -> np.ndarray:
     return np.stack(out).astype(np.float32)  # (n, T, F)
 
 
-def _compute(index, mode: str, seed: int, noises, desc: str) -> np.ndarray:
-    jobs = [(index, i, mode, seed * 1_000_003 + i, noises) for i in range(len(index.paths))]
+def _compute(index, mode: str, seed: int, noises, desc: str, fe: FrontendConfig) -> np.ndarray:
+    jobs = [(index, i, mode, seed * 1_000_003 + i, noises, fe) for i in range(len(index.paths))]
     return _pool_features(_features, jobs, desc)
 
 
@@ -82,7 +87,7 @@ def _data_id(root: Path) -> str:
 
 
 def _cache_key(cfg: TrainConfig, root: Path) -> str:
-    d = {"frontend": FRONTEND.to_dict(), "n_aug": N_AUG, "seed": cfg.seed,
+    d = {"frontend": frontend_for(cfg).to_dict(), "n_aug": N_AUG, "seed": cfg.seed,
          "aug": AugmentConfig().__dict__, "snrs": EVAL_SNRS, "data": _data_id(root), "v": 2}
     return _digest(d)
 
@@ -95,18 +100,20 @@ def build_features(root: Path, cfg: TrainConfig) -> dict:
             return {k: z[k] for k in z.files}
     index = load_index(root, DIGITS12, seed=cfg.seed)
     noises = load_background(index)
+    fe = frontend_for(cfg)
     out: dict = {}
     for split in ("train", "validation", "testing", "real"):
         sub = index.select(split)
         out[f"y_{split}"] = np.asarray(sub.labels, np.int64)
-        out[f"x_{split}"] = _compute(sub, "clean", cfg.seed, noises, f"features {split}")
+        out[f"x_{split}"] = _compute(sub, "clean", cfg.seed, noises, f"features {split}", fe)
     train = index.select("train")
     for k in range(N_AUG):
-        out[f"x_train_aug{k}"] = _compute(train, "aug", cfg.seed + 1 + k, noises, f"augment {k}")
+        out[f"x_train_aug{k}"] = _compute(train, "aug", cfg.seed + 1 + k, noises,
+                                          f"augment {k}", fe)
     real = index.select("real")
     for snr in EVAL_SNRS:
         out[f"x_real_snr{snr:g}"] = _compute(real, f"snr{snr:g}", cfg.seed + 99, noises,
-                                             f"real at {snr:g} dB")
+                                             f"real at {snr:g} dB", fe)
     np.savez(cache, **out)
     return out
 
@@ -128,7 +135,8 @@ def loud_clip(seed: int, noises: list) -> np.ndarray:
 
 def _loud_clip(job) -> np.ndarray:
     """(T, F) log-mel frames of `loud_clip`."""
-    return LogMel(FRONTEND).frames(loud_clip(*job))
+    seed, noises, fe = job
+    return LogMel(fe).frames(loud_clip(seed, noises))
 
 
 def loud_noise_features(root: Path, cfg: TrainConfig) -> np.ndarray:
@@ -137,14 +145,16 @@ def loud_noise_features(root: Path, cfg: TrainConfig) -> np.ndarray:
     `_silence_` clips are quiet (-65..-35 dBFS), so without these a model has never heard loud
     sound that is not speech, and music at a normal level fires keywords. Cached beside the
     data set."""
-    key = {"frontend": FRONTEND.to_dict(), "n": cfg.loud_noise_clips, "seed": cfg.seed,
+    fe = frontend_for(cfg)
+    key = {"frontend": fe.to_dict(), "n": cfg.loud_noise_clips, "seed": cfg.seed,
            "dbfs": LOUD_DBFS, "p_band": AugmentConfig().p_band, "data": _data_id(root), "v": 1}
     cache = root / f".features-loud-{_digest(key)}.npz"
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             return z["x"]
     noises = load_background(load_index(root, DIGITS12, seed=cfg.seed))
-    jobs = [(cfg.seed * 1_000_003 + 777_777 + i, noises) for i in range(cfg.loud_noise_clips)]
+    jobs = [(cfg.seed * 1_000_003 + 777_777 + i, noises, fe)
+            for i in range(cfg.loud_noise_clips)]
     x = _pool_features(_loud_clip, jobs, "loud noise")  # (n, T, F)
     np.savez(cache, x=x)
     return x
@@ -174,7 +184,7 @@ def kws_task(cfg: TrainConfig) -> Task:
         y_train = np.concatenate([y_train, np.full(len(loud), DIGITS12.labels.index("_silence_"))])
     mean = x_train.mean(axis=(0, 1))  # (F,)
     std = x_train.std(axis=(0, 1)) + 1e-3  # (F,)
-    frontend = FRONTEND.replace(norm_mean=tuple(float(v) for v in mean),
+    frontend = frontend_for(cfg).replace(norm_mean=tuple(float(v) for v in mean),
                                 norm_std=tuple(float(v) for v in std))
     m32, s32 = np.float32(mean), np.float32(std)
     norm = lambda x: torch.from_numpy(((x - m32) / s32).astype(np.float32))  # noqa: E731

@@ -79,3 +79,29 @@ def test_loud_noise_clips_are_one_second_at_the_stated_levels():
 
     with pytest.raises(SpecError, match="loud_noise_clips"):
         TrainConfig.from_dict({"task": "kws", "loud_noise_clips": -1})
+
+
+def test_f_max_sets_the_front_end_top_edge_and_its_own_cache_key(tmp_path):
+    from qs4d.models.kws_task import FRONTEND, _features, frontend_for
+    from qs4d.models.data.speech_commands import DIGITS12, load_index
+    from qs4d.runtime.spec import SpecError
+
+    _write(tmp_path, "one/a_nohash_0.wav")
+    _write(tmp_path, "_silence_/s_nohash_0.wav")
+    (tmp_path / "testing_list.txt").write_text("")
+    cfg = TrainConfig(task="kws", data=str(tmp_path))
+    assert frontend_for(cfg) == FRONTEND  # unset: the task's front end, the old cache keys
+    tel = cfg.replace(f_max=4000.0)
+    assert frontend_for(tel) == FRONTEND.replace(f_max=4000.0)
+    assert _cache_key(tel, tmp_path) != _cache_key(cfg, tmp_path)
+    # a 6-kHz tone is in a band of the 8-kHz front end and outside every band of the 4-kHz one
+    t = np.arange(16000) / 16000
+    wavfile.write(tmp_path / "one/a_nohash_0.wav", 16000,
+                  (8000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16))
+    index = load_index(tmp_path, DIGITS12, seed=0)
+    i = list(index.paths).index(str(tmp_path / "one/a_nohash_0.wav"))
+    full, low = (_features((index, i, "clean", 0, [], frontend_for(c))) for c in (cfg, tel))
+    assert full.max() > low.max() + 5.0  # log-mel
+    for bad in ({"task": "kws", "f_max": 500.0}, {"task": "ecg", "f_max": 4000.0}):
+        with pytest.raises(SpecError, match="f_max"):
+            TrainConfig.from_dict(bad)
