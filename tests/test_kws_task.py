@@ -82,8 +82,8 @@ def test_loud_noise_clips_are_one_second_at_the_stated_levels():
 
 
 def test_f_max_sets_the_front_end_top_edge_and_its_own_cache_key(tmp_path):
-    from qs4d.models.kws_task import FRONTEND, _features, frontend_for
     from qs4d.models.data.speech_commands import DIGITS12, load_index
+    from qs4d.models.kws_task import FRONTEND, _features, frontend_for
     from qs4d.runtime.spec import SpecError
 
     _write(tmp_path, "one/a_nohash_0.wav")
