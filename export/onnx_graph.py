@@ -8,12 +8,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
-IR_VERSION = 8  # readable by every onnxruntime >= 1.14
+IR_VERSION = {17: 8, 21: 10}  # the IR version of each opset used: 17 reads on onnxruntime >= 1.14,
+# 21 (blocked DequantizeLinear, the 8-bit integer graph) on onnxruntime >= 1.19
 
 
 class Graph:
-    def __init__(self, name: str):
-        self.name = name
+    def __init__(self, name: str, opset: int = OPSET):
+        self.name, self.opset = name, opset
         self.nodes: list = []
         self.inits: list = []
         self.inputs: list = []
@@ -41,6 +42,8 @@ class Graph:
         """Append a node; its output name, or a tuple of `outputs` names."""
         out = self.fresh(name or op_type.lower())
         outs = [out] if outputs == 1 else [f"{out}_{j}" for j in range(outputs)]
+        if op_type == "Split" and self.opset >= 18:
+            attrs.setdefault("num_outputs", outputs)  # required from opset 18 on
         self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=out, **attrs))
         return out if outputs == 1 else tuple(outs)
 
@@ -65,9 +68,9 @@ class Graph:
 
     def model(self, metadata: dict) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                               producer_name="qs4d")
-        m.ir_version = IR_VERSION
+        m.ir_version = IR_VERSION[self.opset]
         for k, v in metadata.items():
             m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
         return m

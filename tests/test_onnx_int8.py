@@ -76,3 +76,37 @@ def test_uint8_products_cannot_saturate_pair_sums(bundle_path, name):
             assert top2.max() <= 128, node.name
             n += 1
     assert n >= 3
+
+
+@pytest.mark.parametrize("exact_below", [2**24, 0])  # the float32 C s path, and its fallback
+def test_both_c_paths_equal_the_reference_bit_for_bit(bundle_path, monkeypatch, exact_below):
+    """C s in float32 (blocked DequantizeLinear + ReduceSum) where every partial sum is an
+    exact float32 integer, else the int32 Mul + MatMul: the same outputs and states."""
+    from qs4d.export import onnx_int8
+    from qs4d.runtime.backends import session_options
+    from qs4d.runtime.bundle import load_bundle
+    from qs4d.runtime.reference import IntegerStep
+
+    monkeypatch.setattr(onnx_int8, "F32_EXACT", exact_below)
+    b = load_bundle(bundle_path("int8"))
+    m = onnx_int8.Int8Builder(b.spec, b.weights).build()
+    onnx.checker.check_model(m, full_check=True)
+    ops = {n.op_type for n in m.graph.node}
+    assert ("ReduceSum" in ops) == bool(exact_below) and ("MatMul" in ops) != bool(exact_below)
+    sess = ort.InferenceSession(m.SerializeToString(), session_options(1),
+                                providers=["CPUExecutionProvider"])
+    ref = IntegerStep(b.spec, b.weights)
+    L = b.spec.model.n_layers
+    names = ["y"] + [f"new_state_{i}" for i in range(L)]
+    rng = np.random.default_rng(3)
+    s_ref = ref.init_state(3)
+    s = [np.zeros(a.shape, np.int8) for a in s_ref]
+    for _ in range(300):
+        x = (rng.standard_normal((3, b.spec.model.d_input)) * (1 + 3 * rng.random()))
+        out = sess.run(names, {"x": x.astype(np.float32),
+                               **{f"state_{i}": s[i] for i in range(L)}})
+        y_ref, s_ref = ref(x.astype(np.float32), s_ref)
+        np.testing.assert_array_equal(out[0], y_ref)
+        s = out[1:]
+        for a, r in zip(s, s_ref):
+            np.testing.assert_array_equal(a, r)
