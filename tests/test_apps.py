@@ -301,11 +301,13 @@ def test_profile_in_process(kws_bundle, tmp_path, capsys):
     assert profile_app.main(argv) == 0
     out = capsys.readouterr().out
     r = json.loads(js.read_text())
-    names = {"onnx", "imssa", "numpy", "onnx-float", "torch"}
+    names = {"onnx", "imssa", "numpy", "onnx-float", "torch", "torch-int"}  # integer bundle
     assert set(r["latency"]) == names
     assert all(v["p99_s"] >= v["median_s"] > 0 and v["n"] == 40 for v in r["latency"].values())
     assert dict(r["ratios"])["onnx / onnx-float"] == pytest.approx(
         r["latency"]["onnx"]["median_s"] / r["latency"]["onnx-float"]["median_s"])
+    assert dict(r["ratios"])["onnx / torch-int"] == pytest.approx(
+        r["latency"]["onnx"]["median_s"] / r["latency"]["torch-int"]["median_s"])
     assert set(r["throughput"]["onnx"]) == {"1", "4"}
     assert r["imssa_per_step"]["array_reads"] > 0 and r["imssa_per_step"]["adc_conversions"] > 0
     assert set(r["energy"]) == {"digital-fp32", "digital-int", "crossbar", "jetson-nano"}
