@@ -185,7 +185,7 @@ def kws_task(cfg: TrainConfig) -> Task:
     mean = x_train.mean(axis=(0, 1))  # (F,)
     std = x_train.std(axis=(0, 1)) + 1e-3  # (F,)
     frontend = frontend_for(cfg).replace(norm_mean=tuple(float(v) for v in mean),
-                                norm_std=tuple(float(v) for v in std))
+                                         norm_std=tuple(float(v) for v in std))
     m32, s32 = np.float32(mean), np.float32(std)
     norm = lambda x: torch.from_numpy(((x - m32) / s32).astype(np.float32))  # noqa: E731
     lab = lambda y: torch.from_numpy(y)  # noqa: E731

@@ -3,7 +3,7 @@
 #   scripts/sysdeps.sh              main-archive packages (synthesizers, Asterisk prompts, audio)
 #   scripts/sysdeps.sh --non-free   also SVOX Pico and the English MBROLA voices (Debian
 #                                   non-free: `qs4d data kws --pico-per-word/--mbrola-per-word`);
-#                                   enables the non-free component in
+#                                   enables the contrib and non-free components in
 #                                   /etc/apt/sources.list.d/qs4d-non-free.sources when apt has
 #                                   no candidate for them. A failure there is a warning: those
 #                                   builder options and their tests then say they are missing.
@@ -13,7 +13,7 @@ PKGS=(espeak-ng flite sox festival festvox-us-slt-hts festvox-kallpc16k festvox-
       asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
       asterisk-moh-opsound-wav
       pulseaudio pulseaudio-utils libasound2-plugins libportaudio2)
-NONFREE=(libttspico-utils mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1)
+NONFREE=(libttspico-utils mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1)  # mbrola: contrib
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
@@ -35,7 +35,7 @@ if [ "${1:-}" = "--non-free" ]; then
   if [ ${#need[@]} -gt 0 ]; then
     if ! apt-cache policy "${need[0]}" 2>/dev/null | grep -q "Candidate: [0-9]"; then
       . /etc/os-release
-      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "${VERSION_CODENAME:-bookworm}" | $SUDO tee /etc/apt/sources.list.d/qs4d-non-free.sources >/dev/null
       $SUDO apt-get update -qq || true
     fi
