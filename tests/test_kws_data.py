@@ -12,7 +12,7 @@ from scipy.io import wavfile
 
 from qs4d.cli import main as qs4d_main
 from qs4d.models.data import augment as aug
-from qs4d.models.data import kws_build
+from qs4d.models.data import kws_build, kws_sources
 from qs4d.models.data.speech_commands import (
     DIGITS12,
     MLPERF12,
@@ -236,9 +236,9 @@ def test_real_speaker_split_only_in_testing(built):
 
 @needs_allison
 def test_prompts_skip_tones_and_digit_homophones():
-    en = kws_build.SPEAKERS[0]
-    rels = {f.relative_to(en.path).as_posix() for f in kws_build.short_prompts(en, 0)}
-    assert len(rels) > 100 and not rels & (kws_build.SKIP | kws_build.SKIP_EN)
+    en = kws_sources.SPEAKERS[0]
+    rels = {f.relative_to(en.path).as_posix() for f in kws_sources.short_prompts(en, 0)}
+    assert len(rels) > 100 and not rels & (kws_sources.SKIP | kws_sources.SKIP_EN)
     assert {"digits/20.wav", "letters/a.wav"} <= rels  # "twenty", "a": fair hard negatives
 
 
