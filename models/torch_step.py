@@ -28,6 +28,9 @@ class TorchStep:
         torch.set_num_threads(threads)
         self.spec = spec
         self.w = {k: torch.from_numpy(np.asarray(v, np.float32).copy()) for k, v in weights.items()}
+        # per layer, looked up once: A (H,2,P), B (H,2,P), C (H,2P), D (H,), mixing W, b
+        self.layers = [tuple(self.w[layer_key(i, n)] for n in ("A", "B", "C", "D", "mix.w", "mix.b"))
+                       for i in range(spec.model.n_layers)]
 
     @classmethod
     def from_bundle(cls, path: str | Path, threads: int = 1) -> TorchStep:
@@ -44,17 +47,15 @@ class TorchStep:
         w = self.w
         h = Fn.linear(torch.from_numpy(np.asarray(x, np.float32)), w["enc.w"], w["enc.b"])  # (B, H)
         new_state = []
-        for i, s in enumerate(state):
-            k = lambda n, i=i: w[layer_key(i, n)]  # noqa: E731
+        for s, (A, Bm, C, D, mix_w, mix_b) in zip(state, self.layers):
             P = s.shape[-1] // 2
-            A, Bm, C, D = k("A"), k("B"), k("C"), k("D")  # (H,2,P) (H,2,P) (H,2P) (H,)
             u = h  # (B, H)
             sr, si = s[..., :P], s[..., P:]  # (B, H, P)
             nr = A[:, 0] * sr - A[:, 1] * si + Bm[:, 0] * u[..., None]  # (B, H, P)
             ni = A[:, 1] * sr + A[:, 0] * si + Bm[:, 1] * u[..., None]  # (B, H, P)
             y = torch.einsum("bhn,hn->bh", s, C) + D * u  # (B, H)
             new_state.append(torch.cat([nr, ni], dim=-1))
-            z = Fn.linear(Fn.gelu(y), k("mix.w"), k("mix.b"))  # (B, 2H)
+            z = Fn.linear(Fn.gelu(y), mix_w, mix_b)  # (B, 2H)
             h = u + Fn.glu(z, dim=-1)  # (B, H)
         logits = Fn.linear(h, w["dec.w"], w["dec.b"])  # (B, K)
         return logits.numpy(), new_state
@@ -100,6 +101,10 @@ class TorchIntStep:
             A, Bm = self.w[layer_key(i, "A")], self.w[layer_key(i, "B")]
             self.layers.append(dict(
                 Ar=A[:, 0], Ai=A[:, 1], B=torch.cat([Bm[:, 0], Bm[:, 1]], -1),
+                C=self.w[layer_key(i, "C")], D=self.w[layer_key(i, "D")],
+                gelu=self.w[layer_key(i, "gelu.table")], sig=self.w[layer_key(i, "sig.table")],
+                mix_wt=self.w[layer_key(i, "mix.w")].T.contiguous(),
+                mix_b=self.w[layer_key(i, "mix.b")],
                 m_a=pc(multiplier(k(i, "A.scale"), s_x, s_x)),
                 m_b=pc(multiplier(s_u, k(i, "B.scale"), s_x)),
                 m_c=f32(multiplier(k(i, "C.scale"), s_x, s_y)),
@@ -109,6 +114,8 @@ class TorchIntStep:
                 m_ur=f32(multiplier(s_u, 1.0, s_r)), m_or=f32(multiplier(s_o, 1.0, s_r))))
             s_u = s_r
         self.m_dec = f32(np.asarray(s_u, np.float32) * w["dec.w.scale"])
+        self.enc_wt = self.w["enc.w"].T.contiguous()
+        self.dec_wt = self.w["dec.w"].T.contiguous()
 
     @classmethod
     def from_bundle(cls, path: str | Path, threads: int = 1) -> TorchIntStep:
@@ -120,30 +127,27 @@ class TorchIntStep:
         return [torch.zeros(batch, H, 2 * P, dtype=torch.int64)
                 for P in self.spec.model.layer_modes]
 
-    def _linear(self, prefix: str, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.w[f"{prefix}.w"].T + self.w[f"{prefix}.b"]
-
     @torch.no_grad()
     def __call__(self, x: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Every per-layer tensor and multiplier is looked up once, in __init__."""
         w, (amin, amax), (cmin, cmax), (smin, smax) = self.w, self.act, self.adc, self.st
         xt = torch.from_numpy(np.asarray(x, np.float32))
         xq = torch.clamp(torch.round(xt / w["in.scale"]), amin, amax).to(torch.int64)  # (B, F)
-        h = _requant([(self._linear("enc", xq), self.m_enc)], amin, amax)  # (B, H)
+        h = _requant([(xq @ self.enc_wt + w["enc.b"], self.m_enc)], amin, amax)  # (B, H)
         new_state = []
-        for i, (s, L) in enumerate(zip(state, self.layers)):
-            k = lambda n, i=i: w[layer_key(i, n)]  # noqa: E731
+        for s, L in zip(state, self.layers):
             P = s.shape[-1] // 2
             sr, si = s[..., :P], s[..., P:]  # (B, H, P)
             acc_a = torch.cat([L["Ar"] * sr - L["Ai"] * si, L["Ai"] * sr + L["Ar"] * si], -1)
             acc_b = L["B"] * h[..., None]  # (B, H, 2P)
             new_state.append(_requant([(acc_a, L["m_a"]), (acc_b, L["m_b"])], smin, smax))
-            acc_c = (s * k("C")).sum(-1)  # (B, H)
-            y = _requant([(acc_c, L["m_c"]), (k("D") * h, L["m_d"])], cmin, cmax)  # (B, H)
-            g = k("gelu.table")[y - cmin]  # (B, H)
-            z = _requant([(self._linear(layer_key(i, "mix"), g), L["m_z"])], amin, amax)
+            acc_c = (s * L["C"]).sum(-1)  # (B, H)
+            y = _requant([(acc_c, L["m_c"]), (L["D"] * h, L["m_d"])], cmin, cmax)  # (B, H)
+            g = L["gelu"][y - cmin]  # (B, H)
+            z = _requant([(g @ L["mix_wt"] + L["mix_b"], L["m_z"])], amin, amax)  # (B, 2H)
             H = z.shape[-1] // 2
-            sig = k("sig.table")[z[:, H:] - amin]  # (B, H)
+            sig = L["sig"][z[:, H:] - amin]  # (B, H)
             o = _requant([(z[:, :H] * sig, L["m_o"])], amin, amax)  # (B, H)
             h = _requant([(h, L["m_ur"]), (o, L["m_or"])], amin, amax)  # (B, H)
-        logits = self._linear("dec", h).to(torch.float32) * self.m_dec  # (B, K)
+        logits = (h @ self.dec_wt + w["dec.b"]).to(torch.float32) * self.m_dec  # (B, K)
         return logits.numpy(), new_state

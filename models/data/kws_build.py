@@ -70,6 +70,9 @@ UNKNOWN_WORDS = (  # Speech Commands words, then words close to a digit (no homo
     "backward", "visual", "for", "sex", "hero", "fine", "nice", "wine", "ten", "fight", "free",
     "gate", "heaven", "wait", "sticks", "done", "new", "zoo", "fork", "native", "throw", "hello")
 
+ESPEAK_SPEED = (110, 231)  # words per minute, [lo, hi) (espeak-ng and MBROLA through it)
+ESPEAK_PITCH = (15, 86)  # espeak-ng pitch 0..99, [lo, hi)
+
 
 # --- Planning: every random choice is made here, in one process, in a fixed order.
 
@@ -81,7 +84,7 @@ def plan_espeak(words: dict[str, int], accents: list[str], variant_split: dict[s
     for word, n in words.items():
         for _ in range(n):
             acc, var = accents[rng.integers(len(accents))], variants[rng.integers(len(variants))]
-            speed, pitch = int(rng.integers(110, 231)), int(rng.integers(15, 86))
+            speed, pitch = int(rng.integers(*ESPEAK_SPEED)), int(rng.integers(*ESPEAK_PITCH))
             u, peak = float(rng.random()), float(rng.uniform(-20.0, -1.0))
             voice = f"{acc}+{var}"
             k = seen[(word, voice)] = seen.get((word, voice), -1) + 1
@@ -102,9 +105,9 @@ def plan_tts(engine: str, words: dict[str, int], voices: list[str],
             voice = voices[rng.integers(len(voices))]
             stretch, f0, speed, pitch = 1.0, 0.0, 175, 50
             if engine in ("pico", "mbrola"):
-                lo_s, hi_s, lo_p, hi_p = ((*PICO_SPEED, *PICO_PITCH) if engine == "pico"
-                                          else (110, 231, 15, 86))
-                speed, pitch = int(rng.integers(lo_s, hi_s)), int(rng.integers(lo_p, hi_p))
+                sp, pt = (PICO_SPEED, PICO_PITCH) if engine == "pico" else (ESPEAK_SPEED,
+                                                                             ESPEAK_PITCH)
+                speed, pitch = int(rng.integers(*sp)), int(rng.integers(*pt))
                 how = (f"pico2wave -l {voice} <speed level={speed}><pitch level={pitch}>"
                        if engine == "pico" else f"espeak-ng -v mb-{voice} -s {speed} -p {pitch}")
             elif engine == "flite":
