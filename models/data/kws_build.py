@@ -7,7 +7,8 @@ more natural synthesizer, a model learns "human voice => _unknown_" (every human
 it trains on is a foreign-language `_unknown_` word); festival's voices (the CMU ARCTIC slt HTS
 voice, the kal and ked diphone voices) are optional (--festival-per-word: they did not move
 the real-speaker digits, docs/data-kws.md), and so are SVOX Pico's two female voices and the
-English MBROLA diphone voices (--pico-per-word, --mbrola-per-word; Debian non-free);
+English MBROLA diphone voices (--pico-per-word, --mbrola-per-word; Debian non-free), and Piper's
+neural voice en_US-joe-medium (--piper-per-word; pip, `kws_piper.py`);
 Asterisk prompts (8 kHz, one human speaker per package) give real `_unknown_` words and the
 real-speaker test digits; music on hold and white/pink/brown noise give `_background_noise_/`
 and `_silence_/`. Clips are 16 kHz mono int16, 1 s, the word at a seeded random place.
@@ -34,6 +35,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .augment import COLORS, colored_noise, resample
+from .kws_piper import PIPER_LENGTH, PIPER_NOISE, PIPER_NOISE_W, PIPER_SHIFT, piper_voices
 from .kws_render import (
     CLIP,
     FESTIVAL_F0,
@@ -97,14 +99,21 @@ def plan_espeak(words: dict[str, int], accents: list[str], variant_split: dict[s
 
 def plan_tts(engine: str, words: dict[str, int], voices: list[str],
              rng: np.random.Generator) -> list[Clip]:
-    """flite, festival, pico or mbrola: n clips of each word, each a random voice, speed (or
-    duration stretch), pitch and place, all in train."""
+    """flite, festival, pico, mbrola or piper: n clips of each word, each a random voice, speed
+    (or duration stretch), pitch (piper: noise and playback-rate shift) and place, all in
+    train."""
     clips, seen = [], {}
     for word, n in words.items():
         for _ in range(n):
             voice = voices[rng.integers(len(voices))]
-            stretch, f0, speed, pitch = 1.0, 0.0, 175, 50
-            if engine in ("pico", "mbrola"):
+            stretch, f0, speed, pitch, noise = 1.0, 0.0, 175, 50, ()
+            if engine == "piper":
+                stretch = float(rng.uniform(*PIPER_LENGTH))
+                noise = (float(rng.uniform(*PIPER_NOISE)), float(rng.uniform(*PIPER_NOISE_W)),
+                         float(rng.uniform(*PIPER_SHIFT)), int(rng.integers(2**63)))
+                how = (f"piper {voice} length_scale={stretch:.3f} noise_scale={noise[0]:.3f} "
+                       f"noise_w={noise[1]:.3f} shift={noise[2]:.3f} seed={noise[3]}")
+            elif engine in ("pico", "mbrola"):
                 sp, pt = (PICO_SPEED, PICO_PITCH) if engine == "pico" else (ESPEAK_SPEED,
                                                                              ESPEAK_PITCH)
                 speed, pitch = int(rng.integers(*sp)), int(rng.integers(*pt))
@@ -127,7 +136,7 @@ def plan_tts(engine: str, words: dict[str, int], voices: list[str],
             clips.append(Clip(rel=f"{word}/{engine}-{voice}_nohash_{k}.wav", split="train",
                               source=f"{how} '{word}'", licence=TTS_LICENCE[engine],
                               text=word, engine=engine, voice=voice, stretch=stretch, f0=f0,
-                              speed=speed, pitch=pitch, u=u, peak_db=peak))
+                              speed=speed, pitch=pitch, u=u, peak_db=peak, noise=noise))
     return clips
 
 
@@ -254,6 +263,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--pico-per-unknown", 0, "SVOX Pico clips per other word (e.g. 20)")
     add("--mbrola-per-word", 0, "MBROLA clips per digit (e.g. 150; non-free mbrola-us1 ...)")
     add("--mbrola-per-unknown", 0, "MBROLA clips per other word (e.g. 20)")
+    add("--piper-per-word", 0, "Piper clips per digit (e.g. 400; pip install -e .[voices])")
+    add("--piper-per-unknown", 0, "Piper clips per other word (e.g. 40)")
     add("--silence", 400, "_silence_ clips")
     add("--limit", 0, "quick run: at most this many prompts per Asterisk speaker and espeak "
         "variants; 0 means all")
@@ -288,7 +299,8 @@ def build(a: argparse.Namespace, argv: list[str]) -> dict[str, int]:
     # each optional engine draws from its own random stream: adding one changes no other file
     for stream, (engine, voices) in enumerate((("festival", festival_voices),
                                                ("pico", pico_voices),
-                                               ("mbrola", mbrola_voices)), start=2):
+                                               ("mbrola", mbrola_voices),
+                                               ("piper", piper_voices)), start=2):
         per_word, per_unknown = (getattr(a, f"{engine}_per_{k}") for k in ("word", "unknown"))
         if per_word or per_unknown:
             words = ({w: per_word for w in DIGITS} | {w: per_unknown for w in UNKNOWN_WORDS})
@@ -314,6 +326,12 @@ def main(argv: list[str]) -> int:
             print(f"qs4d data kws: {tool} is not installed (run scripts/sysdeps.sh"
                   f"{' --non-free' if tool in ('pico2wave', 'mbrola') else ''})",
                   file=sys.stderr)
+            return 3
+    if a.piper_per_word or a.piper_per_unknown:
+        try:
+            piper_voices()
+        except RuntimeError as e:
+            print(f"qs4d data kws: {e}", file=sys.stderr)
             return 3
     t0 = time.time()
     counts = build(a, argv)

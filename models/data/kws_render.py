@@ -1,6 +1,6 @@
 """Rendering one clip of the keyword data builder (`kws_build.py`): the speech synthesizers
-(espeak-ng, flite and festival, Debian packages; SVOX Pico and MBROLA, Debian non-free) and their
-voice lists, how espeak voice variants are
+(espeak-ng, flite and festival, Debian packages; SVOX Pico and MBROLA, Debian non-free; Piper,
+pip, in `kws_piper.py`) and their voice lists, how espeak voice variants are
 dealt to the splits, and a word placed in a 1-s 16-kHz WAV.
 
 Glossary: L samples, SR 16 kHz output rate.
@@ -157,15 +157,17 @@ class Clip:
     licence: str
     real: bool = False  # listed in real_test_list.txt
     text: str = ""  # text to synthesize; "" for a recording
-    engine: str = "espeak"  # "espeak", "flite", "festival", "pico" or "mbrola" (text set)
-    voice: str = ""  # espeak voice "accent+variant", or a flite, festival, pico, mbrola voice
+    engine: str = "espeak"  # "espeak", "flite", "festival", "pico", "mbrola" or "piper"
+    voice: str = ""  # espeak voice "accent+variant", or a flite, festival, pico, mbrola, piper voice
     speed: int = 175  # espeak and mbrola words per minute; pico speed level
     pitch: int = 50  # espeak and mbrola pitch 0..99; pico pitch level
-    stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch (> 1 is slower)
+    stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch, piper length_scale
+    # (> 1 is slower)
     f0: float = 0.0  # flite int_f0_target_mean, festival target_f0_mean, Hz (0: the voice's)
     wav: str = ""  # source recording (8 kHz Asterisk prompt)
     u: float = 0.0  # placement of the word in the second, in [0, 1)
     peak_db: float = 0.0  # peak level after placement (dBFS); 0 keeps a recording's level
+    noise: tuple = ()  # piper (noise_scale, noise_w, playback-rate shift, noise seed)
 
 
 def place(word: np.ndarray, u: float) -> tuple[np.ndarray, bool]:
@@ -216,6 +218,10 @@ def render(job: tuple[list, str]) -> list[tuple[str, bool]]:
             sr, raw = speak_flite(clip.text, clip.voice, clip.stretch, clip.f0)
         elif clip.engine == "pico":
             sr, raw = speak_pico(clip.text, clip.voice, clip.speed, clip.pitch)
+        elif clip.engine == "piper":
+            from .kws_piper import speak_piper
+
+            sr, raw = speak_piper(clip.text, clip.voice, clip.stretch, *clip.noise)
         elif clip.engine == "mbrola":
             sr, raw = speak(clip.text, f"mb-{clip.voice}", clip.speed, clip.pitch)
         else:
