@@ -41,13 +41,32 @@ def frontend_for(cfg: TrainConfig) -> FrontendConfig:
     return FRONTEND.replace(f_max=cfg.f_max) if cfg.f_max else FRONTEND
 
 
+DEFAULT_AUG = AugmentConfig()
+
+
+def augment_for(cfg: TrainConfig) -> AugmentConfig:
+    """The waveform augmentation, with `train.band_cutoff_min` as the telephone band's lowest
+    cutoff when set (a random channel: resamplers and codecs cut at different places)."""
+    lo = cfg.band_cutoff_min
+    return AugmentConfig(band_cutoff=(lo, 4000.0)) if lo else AugmentConfig()
+
+
+def _aug_key(aug: AugmentConfig) -> dict:
+    """The augmentation's part of a cache key; the default cutoff is left out, so the keys of
+    the default features stay those from before the option existed."""
+    d = dict(aug.__dict__)
+    if d["band_cutoff"] == AugmentConfig().band_cutoff:
+        d.pop("band_cutoff")
+    return d
+
+
 def _features(job) -> np.ndarray:
     """(T, F) log-mel frames of one clip, optionally augmented or mixed with noise."""
-    index, i, mode, seed, noises, fe = job
+    index, i, mode, seed, noises, fe, aug = job
     x = load_clip(index, i)  # (16000,)
     rng = np.random.default_rng(seed)
     if mode == "aug":
-        x = Augmenter(AugmentConfig(), noises)(x, rng)
+        x = Augmenter(aug, noises)(x, rng)
     elif mode.startswith("snr"):
         x = mix_at_snr(x, noise_segment(noises, rng, len(x)), float(mode[3:])).astype(np.float32)
     return LogMel(fe).frames(x)
@@ -64,8 +83,10 @@ def _pool_features(fn, jobs: list, desc: str) -> np.ndarray:
     return np.stack(out).astype(np.float32)  # (n, T, F)
 
 
-def _compute(index, mode: str, seed: int, noises, desc: str, fe: FrontendConfig) -> np.ndarray:
-    jobs = [(index, i, mode, seed * 1_000_003 + i, noises, fe) for i in range(len(index.paths))]
+def _compute(index, mode: str, seed: int, noises, desc: str, fe: FrontendConfig,
+             aug: AugmentConfig = DEFAULT_AUG) -> np.ndarray:
+    jobs = [(index, i, mode, seed * 1_000_003 + i, noises, fe, aug)
+            for i in range(len(index.paths))]
     return _pool_features(_features, jobs, desc)
 
 
@@ -88,7 +109,7 @@ def _data_id(root: Path) -> str:
 
 def _cache_key(cfg: TrainConfig, root: Path) -> str:
     d = {"frontend": frontend_for(cfg).to_dict(), "n_aug": N_AUG, "seed": cfg.seed,
-         "aug": AugmentConfig().__dict__, "snrs": EVAL_SNRS, "data": _data_id(root), "v": 2}
+         "aug": _aug_key(augment_for(cfg)), "snrs": EVAL_SNRS, "data": _data_id(root), "v": 2}
     return _digest(d)
 
 
@@ -109,7 +130,7 @@ def build_features(root: Path, cfg: TrainConfig) -> dict:
     train = index.select("train")
     for k in range(N_AUG):
         out[f"x_train_aug{k}"] = _compute(train, "aug", cfg.seed + 1 + k, noises,
-                                          f"augment {k}", fe)
+                                          f"augment {k}", fe, augment_for(cfg))
     real = index.select("real")
     for snr in EVAL_SNRS:
         out[f"x_real_snr{snr:g}"] = _compute(real, f"snr{snr:g}", cfg.seed + 99, noises,

@@ -296,6 +296,8 @@ class TrainConfig(_Config):
     loud_noise_clips: int = 0  # kws: extra _silence_ clips of train noise at -45..-10 dBFS
     logit_adjust: float = 0.0  # tau: train on logits + tau log(class prior) (Menon et al. 2021)
     f_max: float = 0.0  # kws: top edge (Hz) of the log-mel front end; 0 = the task's (8000)
+    band_cutoff_min: float = 0.0  # kws: telephone-band augmentation cuts uniformly in
+    # [band_cutoff_min, 4000] Hz instead of at 4000 (0 = at 4000)
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
@@ -315,7 +317,8 @@ class TrainConfig(_Config):
         object.__setattr__(self, "exclude_train", tuple(self.exclude_train))
         if not 0.0 <= self.feat_warp < 0.5:
             raise SpecError(f"TrainConfig.feat_warp: must be in [0, 0.5), got {self.feat_warp}")
-        kws_only = [n for n in ("feat_warp", "feat_eq_db", "loud_noise_clips", "f_max")
+        kws_only = [n for n in ("feat_warp", "feat_eq_db", "loud_noise_clips", "f_max",
+                                "band_cutoff_min")
                     if getattr(self, n)]
         if kws_only and self.task != "kws":
             raise SpecError(f"TrainConfig.{kws_only[0]}: keyword spotting only (task 'kws'), "
@@ -324,6 +327,9 @@ class TrainConfig(_Config):
             raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
         if self.feat_eq_db < 0:
             raise SpecError(f"TrainConfig.feat_eq_db: must be >= 0, got {self.feat_eq_db}")
+        if self.band_cutoff_min and not 1000.0 <= self.band_cutoff_min <= 4000.0:
+            raise SpecError(f"TrainConfig.band_cutoff_min: 0 or 1000..4000 Hz, got "
+                            f"{self.band_cutoff_min}")
         if self.f_max and not 1000.0 <= self.f_max <= 8000.0:
             raise SpecError(f"TrainConfig.f_max: 0 (the task's) or 1000..8000 Hz, got {self.f_max}")
 

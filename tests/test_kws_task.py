@@ -83,7 +83,7 @@ def test_loud_noise_clips_are_one_second_at_the_stated_levels():
 
 def test_f_max_sets_the_front_end_top_edge_and_its_own_cache_key(tmp_path):
     from qs4d.models.data.speech_commands import DIGITS12, load_index
-    from qs4d.models.kws_task import FRONTEND, _features, frontend_for
+    from qs4d.models.kws_task import FRONTEND, _features, augment_for, frontend_for
     from qs4d.runtime.spec import SpecError
 
     _write(tmp_path, "one/a_nohash_0.wav")
@@ -100,8 +100,43 @@ def test_f_max_sets_the_front_end_top_edge_and_its_own_cache_key(tmp_path):
                   (8000 * np.sin(2 * np.pi * 6000 * t)).astype(np.int16))
     index = load_index(tmp_path, DIGITS12, seed=0)
     i = list(index.paths).index(str(tmp_path / "one/a_nohash_0.wav"))
-    full, low = (_features((index, i, "clean", 0, [], frontend_for(c))) for c in (cfg, tel))
+    full, low = (_features((index, i, "clean", 0, [], frontend_for(c), augment_for(c)))
+                 for c in (cfg, tel))
     assert full.max() > low.max() + 5.0  # log-mel
     for bad in ({"task": "kws", "f_max": 500.0}, {"task": "ecg", "f_max": 4000.0}):
         with pytest.raises(SpecError, match="f_max"):
+            TrainConfig.from_dict(bad)
+
+
+def test_band_cutoff_min_draws_the_telephone_cutoff_and_has_its_own_cache_key(tmp_path):
+    """Unset, the augmentation and the cache key are those from before the option (the
+    default draws no extra random number); set, the band edge moves from clip to clip."""
+    from qs4d.models.data import augment as aug
+    from qs4d.models.kws_task import DEFAULT_AUG, _aug_key, augment_for
+    from qs4d.runtime.spec import SpecError
+
+    _write(tmp_path, "one/a_nohash_0.wav")
+    cfg = TrainConfig(task="kws", data=str(tmp_path))
+    assert augment_for(cfg) == DEFAULT_AUG and "band_cutoff" not in _aug_key(DEFAULT_AUG)
+    band = cfg.replace(band_cutoff_min=3200.0)
+    assert augment_for(band).band_cutoff == (3200.0, 4000.0)
+    assert _cache_key(band, tmp_path) != _cache_key(cfg, tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(16000) * 0.1  # white noise: the cutoff shows in its spectrum
+    only_band = dict(p_speed=0, p_pitch=0, shift_ms=0, gain_db=(0.0, 0.0), p_noise=0, p_band=1)
+    fixed = aug.Augmenter(aug.AugmentConfig(**only_band))
+    assert np.array_equal(fixed(x, np.random.default_rng(1)), aug.band_limit(x, 16000)
+                          .clip(-1, 1).astype(np.float32))
+    moving = aug.Augmenter(aug.AugmentConfig(**only_band, band_cutoff=(3200.0, 4000.0)))
+    f = np.fft.rfftfreq(16000, 1 / 16000)
+
+    def edge(y):  # the frequency where the spectrum falls 20 dB below its 1-2 kHz level
+        p = np.convolve(np.abs(np.fft.rfft(y)) ** 2, np.ones(101) / 101, "same")
+        ref = p[(f > 1000) & (f < 2000)].mean()
+        return f[np.flatnonzero((f > 2000) & (p < 0.01 * ref))[0]]
+
+    edges = [edge(moving(x, np.random.default_rng(s))) for s in range(12)]
+    assert all(3100 < e < 4400 for e in edges) and max(edges) - min(edges) > 300, edges
+    for bad in ({"task": "kws", "band_cutoff_min": 500.0}, {"task": "ecg", "band_cutoff_min": 3e3}):
+        with pytest.raises(SpecError, match="band_cutoff_min"):
             TrainConfig.from_dict(bad)

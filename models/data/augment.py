@@ -162,6 +162,7 @@ class AugmentConfig:
     p_noise: float = 0.8
     snr_db: tuple = (0.0, 20.0)
     p_band: float = 0.5  # 4-kHz telephone band, like the real 8-kHz recordings
+    band_cutoff: tuple = (4000.0, 4000.0)  # its cutoff (Hz), uniform in [lo, hi], 50-Hz steps
 
 
 class Augmenter:
@@ -186,5 +187,7 @@ class Augmenter:
         if rng.random() < c.p_noise:
             y = mix_at_snr(y, noise_segment(self.noises, rng, L), rng.uniform(*c.snr_db))
         if rng.random() < c.p_band:
-            y = band_limit(y, self.sr)
+            lo, hi = c.band_cutoff  # a fixed cutoff draws nothing (the default's stream)
+            cut = lo if lo == hi else 50.0 * round(rng.uniform(lo, hi) / 50.0)
+            y = band_limit(y, self.sr, cut)
         return np.clip(y, -1.0, 1.0).astype(np.float32)
