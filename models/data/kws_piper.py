@@ -72,13 +72,18 @@ def seeded_graph(model_bytes: bytes) -> tuple[bytes, list[str]]:
 
 
 def load_voice(voice: str):
+    """(PiperVoice for its phonemizer, the seeded one-thread session, its noise input names),
+    loaded once per process."""
     if voice not in _LOADED:
         import onnxruntime as ort
         from piper import PiperVoice
         from piper.config import PiperConfig
 
         data = Path(importlib.import_module(PIPER_VOICES[voice]).__file__).parent / "data"
-        onnx_path = next(iter(sorted(data.glob("*.onnx"))))
+        models = sorted(data.glob("*.onnx"))
+        if not models:
+            raise RuntimeError(f"piper voice {voice!r}: no .onnx model under {data}")
+        onnx_path = models[0]
         config = json.loads(Path(f"{onnx_path}.json").read_text(encoding="utf-8"))
         graph, names = seeded_graph(onnx_path.read_bytes())
         so = ort.SessionOptions()
