@@ -1,7 +1,7 @@
 """`make demo`: keyword spotting on the bundled WAVs and ECG on the bundled MIT-BIH record 208
 excerpt, through the onnx and imssa backends, then a profile summary. A few minutes on 2 cores.
 
-Bundles: models/zoo/kws-natural-loud and models/zoo/ecg-qat4 when they exist, else any zoo bundle with
+Bundles: models/zoo/kws-voices-band and models/zoo/ecg-qat4 when they exist, else any zoo bundle with
 a logmel (keywords) or ecg (ECG) front end. A missing one is named with the command that makes
 it; the rest of the demo still runs and the exit status is then 1. Figures go to out/demo/.
 """
@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"
 DATA = ROOT / "apps" / "data"
 OUT = ROOT / "out" / "demo"
-WANT = {"logmel": ("kws-natural-loud", "qs4d data kws --out data/kws-nat --pico-per-word 120 "
-                   "--pico-per-unknown 15 --mbrola-per-word 120 --mbrola-per-unknown 15 && "
-                   "qs4d train --config models/recipes/kws-natural-loud.toml --out "
-                   "runs/kws-natural-loud && qs4d export runs/kws-natural-loud/final.pt --out "
-                   "models/zoo/kws-natural-loud"),
+WANT = {"logmel": ("kws-voices-band", "qs4d data kws --out data/kws-nat3 --pico-per-word 400 "
+                   "--pico-per-unknown 40 --mbrola-per-word 400 --mbrola-per-unknown 40 "
+                   "--piper-per-word 400 --piper-per-unknown 40 && qs4d train --config "
+                   "models/recipes/kws-voices-band.toml --out runs/kws-voices-band && qs4d "
+                   "export runs/kws-voices-band/final.pt --out models/zoo/kws-voices-band"),
         "ecg": ("ecg-qat4", "the ECG recipe (models/recipes/ecg-*.toml) trained and exported "
                 "to models/zoo/ecg-qat4")}
 
