@@ -48,14 +48,14 @@ def augment_for(cfg: TrainConfig) -> AugmentConfig:
     """The waveform augmentation, with `train.band_cutoff_min` as the telephone band's lowest
     cutoff when set (a random channel: resamplers and codecs cut at different places)."""
     lo = cfg.band_cutoff_min
-    return AugmentConfig(band_cutoff=(lo, 4000.0)) if lo else AugmentConfig()
+    return AugmentConfig(band_cutoff=(lo, 4000.0)) if lo else DEFAULT_AUG
 
 
 def _aug_key(aug: AugmentConfig) -> dict:
     """The augmentation's part of a cache key; the default cutoff is left out, so the keys of
     the default features stay those from before the option existed."""
     d = dict(aug.__dict__)
-    if d["band_cutoff"] == AugmentConfig().band_cutoff:
+    if d["band_cutoff"] == DEFAULT_AUG.band_cutoff:
         d.pop("band_cutoff")
     return d
 

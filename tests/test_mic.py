@@ -233,7 +233,7 @@ def lcs(a: list, b: list) -> int:
 @pytest.mark.slow
 @pytest.mark.xfail(reason="known shortfall, measured 2026-11-22 (session 7): the shipped "
                    "kws-voices-band finds 8 of 10 real-speaker digits through the microphone "
-                   "(one run; kws-natural-loud: 4, kws-qat4: 0; it misses 'six' and 'seven'); "
+                   "(two runs; kws-natural-loud: 4, kws-qat4: 0; it misses 'six' and 'seven'); "
                    "clip accuracy on the 30 real digit clips is 25 of 30 (python -m "
                    "qs4d.models.kws_eval runs/kws-voices-band/final.pt --split real); no "
                    "detection in the test's 30 s of music (qs4d kws --wav on that cut); "
