@@ -19,6 +19,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .augment import resample, trim_silence
+from .kws_piper import speak_piper
 
 SR = 16000
 CLIP = SR  # samples in one 1-s clip
@@ -219,8 +220,6 @@ def render(job: tuple[list, str]) -> list[tuple[str, bool]]:
         elif clip.engine == "pico":
             sr, raw = speak_pico(clip.text, clip.voice, clip.speed, clip.pitch)
         elif clip.engine == "piper":
-            from .kws_piper import speak_piper
-
             sr, raw = speak_piper(clip.text, clip.voice, clip.stretch, *clip.noise)
         elif clip.engine == "mbrola":
             sr, raw = speak(clip.text, f"mb-{clip.voice}", clip.speed, clip.pitch)
