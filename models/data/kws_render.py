@@ -19,6 +19,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from .augment import resample, trim_silence
+from .kws_kokoro import speak_kokoro
 from .kws_piper import speak_piper
 
 SR = 16000
@@ -158,17 +159,19 @@ class Clip:
     licence: str
     real: bool = False  # listed in real_test_list.txt
     text: str = ""  # text to synthesize; "" for a recording
-    engine: str = "espeak"  # "espeak", "flite", "festival", "pico", "mbrola" or "piper"
-    voice: str = ""  # espeak voice "accent+variant", or a flite, festival, pico, mbrola, piper voice
+    engine: str = "espeak"  # "espeak", "flite", "festival", "pico", "mbrola", "piper", "kokoro"
+    voice: str = ""  # espeak voice "accent+variant", kokoro blend "a+b", or a flite, festival,
+    # pico, mbrola, piper voice
     speed: int = 175  # espeak and mbrola words per minute; pico speed level
     pitch: int = 50  # espeak and mbrola pitch 0..99; pico pitch level
-    stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch, piper length_scale
-    # (> 1 is slower)
+    stretch: float = 1.0  # flite duration_stretch, festival Duration_Stretch, piper length_scale,
+    # 1 / kokoro speed (> 1 is slower)
     f0: float = 0.0  # flite int_f0_target_mean, festival target_f0_mean, Hz (0: the voice's)
     wav: str = ""  # source recording (8 kHz Asterisk prompt)
     u: float = 0.0  # placement of the word in the second, in [0, 1)
     peak_db: float = 0.0  # peak level after placement (dBFS); 0 keeps a recording's level
-    noise: tuple = ()  # piper (noise_scale, noise_w, playback-rate shift, noise seed)
+    noise: tuple = ()  # piper (noise_scale, noise_w, playback-rate shift, noise seed); kokoro
+    # (weight of the first voice, playback-rate shift)
 
 
 def place(word: np.ndarray, u: float) -> tuple[np.ndarray, bool]:
@@ -221,6 +224,9 @@ def render(job: tuple[list, str]) -> list[tuple[str, bool]]:
             sr, raw = speak_pico(clip.text, clip.voice, clip.speed, clip.pitch)
         elif clip.engine == "piper":
             sr, raw = speak_piper(clip.text, clip.voice, clip.stretch, *clip.noise)
+        elif clip.engine == "kokoro":
+            sr, raw = speak_kokoro(clip.text, tuple(clip.voice.split("+")), clip.noise[0],
+                                   1.0 / clip.stretch, clip.noise[1])
         elif clip.engine == "mbrola":
             sr, raw = speak(clip.text, f"mb-{clip.voice}", clip.speed, clip.pitch)
         else:
