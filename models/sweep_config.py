@@ -303,7 +303,7 @@ def make_run(cfg: SweepConfig, point: dict) -> Run:
 # TrainConfig fields added after runs were stored: they enter a run id only when set, so
 # the runs stored before they existed keep their ids.
 LATE_FIELDS = ("noise_kind", "feat_warp", "feat_eq_db", "logit_adjust",
-               "loud_noise_clips", "f_max", "band_cutoff_min")
+               "loud_noise_clips", "f_max", "band_cutoff_min", "qat_distill")
 
 
 def _hashed(tcfg: TrainConfig) -> dict:

@@ -1,6 +1,9 @@
 """`qs4d train`: float convolution-mode pre-training, optional mode pruning, then recurrent
 integer-exact QAT fine-tuning (or PTQ calibration). Checkpoints every epoch; `--resume`
-continues from the last one.
+continues from the last one. With `train.qat_distill = a > 0` the QAT loss is
+(1 - a) CE + a KL(teacher || model), the teacher being the model as it entered QAT (float,
+norms folded, eval mode) on the same augmented batch: the fine-tune is pulled towards the float
+model's posteriors, not only its labels (knowledge distillation, Hinton et al. 2015, T = 1).
 
 Glossary: B batch, L sequence length, F features, K classes.
 """
@@ -8,6 +11,7 @@ Glossary: B batch, L sequence length, F features, K classes.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -74,7 +78,7 @@ def predict(model, X: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
 
 
 def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Generator,
-                desc: str) -> float:
+                desc: str, teacher=None) -> float:
     X, y = task.train
     model.train()
     perm = torch.randperm(len(X), generator=gen)
@@ -86,6 +90,9 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
         xb = X[idx] if task.augment is None else task.augment(X[idx], gen)  # (B, L, F)
         logits = model.pool(model(xb))  # (B, K)
         loss = Fn.cross_entropy(logits + shift, y[idx], label_smoothing=tcfg.label_smoothing)
+        if teacher is not None:
+            loss = (1.0 - tcfg.qat_distill) * loss + tcfg.qat_distill * distill_loss(
+                logits, teacher, xb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -95,6 +102,36 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
         bar.update(loss=f"{total / (b + 1):.3f}")
     bar.close()
     return total / n_batches
+
+
+def distill_loss(logits: torch.Tensor, teacher, xb: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || model) of the pooled posteriors (batch mean); the teacher is frozen."""
+    with torch.no_grad():
+        target = Fn.log_softmax(teacher.pool(teacher(xb)), -1)  # (B, K)
+    return Fn.kl_div(Fn.log_softmax(logits, -1), target, log_target=True, reduction="batchmean")
+
+
+def make_teacher(model, tcfg: TrainConfig, out: Path, fresh: bool):
+    """The frozen float model QAT distills from (None when qat_distill is 0): the model as it
+    enters QAT, or, resuming inside QAT, the checkpoint it entered from (the run's prune.pt or
+    float.pt, else train.init)."""
+    if not tcfg.qat_distill:
+        return None
+    if fresh:
+        teacher = copy.deepcopy(model)
+    else:
+        srcs = [out / "prune.pt", out / "float.pt"] + ([Path(tcfg.init)] if tcfg.init else [])
+        src = next((p for p in srcs if p.exists()), None)
+        if src is None:
+            raise FileNotFoundError(f"train.qat_distill: resuming QAT in {out} needs the "
+                                    "teacher: its prune.pt or float.pt, or train.init")
+        teacher, _ = checkpoint.load(src)
+        teacher.fold_norms()
+    teacher.eval()
+    teacher.noise_std = 0.0
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def logit_shift(y: torch.Tensor, k: int, tau: float) -> torch.Tensor:
@@ -148,6 +185,12 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
     t0 = time.time()
     for phase in active[active.index(start_phase):] if start_phase in active else active:
         fresh = phase != start_phase or start_epoch == 0
+        teacher = None
+        if phase == "qat":  # before the quantizers attach: the float model, norms folded
+            if fresh:
+                model.eval()
+                model.fold_norms()
+            teacher = make_teacher(model, tcfg, out, fresh)
         if fresh:
             metrics.update(_enter_phase(model, phase, tcfg, qcfg, task))
             start_epoch, opt_state = 0, None
@@ -168,7 +211,7 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
             torch.randperm(len(task.train[0]), generator=gen)
         for epoch in range(start_epoch, epochs[phase]):
             loss = train_epoch(model, task, opt, sched, tcfg, gen,
-                               f"{phase} {epoch + 1}/{epochs[phase]}")
+                               f"{phase} {epoch + 1}/{epochs[phase]}", teacher)
             acc = evaluate(model, task.val)
             metrics[f"{phase}_val_acc"] = acc
             log.info("%s epoch %d: loss %.4f, val %.2f%%", phase, epoch + 1, loss, acc)

@@ -298,6 +298,7 @@ class TrainConfig(_Config):
     f_max: float = 0.0  # kws: top edge (Hz) of the log-mel front end; 0 = the task's (8000)
     band_cutoff_min: float = 0.0  # kws: telephone-band augmentation cuts uniformly in
     # [band_cutoff_min, 4000] Hz instead of at 4000 (0 = at 4000)
+    qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
 
     def __post_init__(self):
         if self.task not in ("toy", "kws", "ecg"):
@@ -325,6 +326,8 @@ class TrainConfig(_Config):
                             f"got task {self.task!r}")
         if self.logit_adjust < 0:
             raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
+        if not 0.0 <= self.qat_distill <= 1.0:
+            raise SpecError(f"TrainConfig.qat_distill: must be in [0, 1], got {self.qat_distill}")
         if self.feat_eq_db < 0:
             raise SpecError(f"TrainConfig.feat_eq_db: must be >= 0, got {self.feat_eq_db}")
         if self.band_cutoff_min and not 1000.0 <= self.band_cutoff_min <= 4000.0:

@@ -93,11 +93,13 @@ def _interrupt_after(monkeypatch, phase: str, epoch: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
-def test_resume_continues_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("distill", [0.0, 0.5])
+def test_resume_continues_exactly(tmp_path, monkeypatch, distill):
     """Interrupted in the float phase and again in the QAT phase, resumed runs end with the
-    same weights and metrics as one straight run."""
+    same weights and metrics as one straight run (with distillation: the resumed QAT phase's
+    teacher, rebuilt from float.pt, is the straight run's)."""
     tcfg = TrainConfig(task="toy", seed=3, batch_size=32, epochs_float=2, epochs_qat=2,
-                       lr=0.01, lr_qat=0.002, max_train=64)
+                       lr=0.01, lr_qat=0.002, max_train=64, qat_distill=distill)
     mcfg = ModelConfig(d_model=8, d_state=8, n_layers=1)
     qcfg = QuantConfig.uniform(8)
     straight, m_straight = train_mod.run(tcfg, mcfg, qcfg, tmp_path / "straight")
@@ -183,3 +185,28 @@ def test_cli_train_then_export_writes_a_bundle_that_loads(tmp_path, capsys):
     with torch.no_grad():
         want = model(torch.tensor(x)).numpy()  # (B, L, K)
     np.testing.assert_array_equal(out["onnx"], want)
+
+
+def test_distillation_pulls_towards_the_frozen_float_teacher():
+    """KL(teacher || model) is 0 for the teacher's own logits and positive otherwise; its
+    gradient reaches the model, never the teacher; qat_distill is checked to lie in [0, 1]."""
+    from qs4d.models.model import S4DClassifier
+    from qs4d.runtime.spec import SpecError
+
+    model = S4DClassifier(ModelConfig(d_input=3, d_model=8, d_state=4, n_layers=1, n_classes=4))
+    model.eval()
+    teacher = train_mod.make_teacher(model, TrainConfig(qat_distill=0.5), Path("."), True)
+    assert teacher is not model and not any(p.requires_grad for p in teacher.parameters())
+    assert train_mod.make_teacher(model, TrainConfig(), Path("."), True) is None
+    x = torch.randn(5, 7, 3)
+    same = train_mod.distill_loss(model.pool(model(x)), teacher, x)
+    assert float(same.detach()) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        model.dec.bias.add_(torch.tensor([2.0, 0.0, 0.0, -1.0]))
+    moved = train_mod.distill_loss(model.pool(model(x)), teacher, x)
+    assert float(moved.detach()) > 0.05
+    moved.backward()
+    assert model.dec.bias.grad is not None and model.dec.bias.grad.abs().sum() > 0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(SpecError, match="qat_distill"):
+            TrainConfig(qat_distill=bad)
