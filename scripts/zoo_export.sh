@@ -27,6 +27,7 @@ export_run kws-natural-loud runs/kws-natural-loud/final.pt "$KWS_NAT_DATA && QS4
 KWS_NAT3_DATA="qs4d data kws --out data/kws-nat3 --pico-per-word 400 --pico-per-unknown 40 --mbrola-per-word 400 --mbrola-per-unknown 40 --piper-per-word 400 --piper-per-unknown 40"
 export_run kws-voices runs/kws-voices/final.pt "$KWS_NAT3_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-voices.toml --out runs/kws-voices"
 export_run kws-voices-band runs/kws-voices-band/final.pt "$KWS_NAT3_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-voices-band.toml --out runs/kws-voices-band"
+export_run kws-voices-band-float runs/kws-voices-band/float.pt "$KWS_NAT3_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-voices-band.toml --out runs/kws-voices-band"
 export_run kws-qat8 runs/kws-qat8/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/kws-qat8.toml --out runs/kws-qat8   # after kws-qat4"
 export_run kws-ternary runs/kws-ternary/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/kws-ternary.toml --out runs/kws-ternary   # after kws-qat4"
 export_run ecg-float runs/ecg-qat4/float.pt "$ECG_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
