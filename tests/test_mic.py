@@ -234,9 +234,9 @@ def lcs(a: list, b: list) -> int:
 def test_acceptance_digits_and_music_through_the_microphone(pulse, tmp_path):
     """At least 9 of 10 spoken digits detected with the right label, and no detection during
     30 s of music on hold, live through the microphone path. The bundle is kws-voices-band's
-    float model: its 4-bit fine-tunes find 7 or 8 (session 8: QAT, distilled QAT, PTQ, 8-bit
-    weights; docs/data-kws.md). Its thinnest margin is "four": 0.80-0.83 smoothed posterior
-    over capture phases (threshold 0.8; python scripts/mic_report.py on QS4D_MIC_SAVE)."""
+    float model: its quantized fine-tunes find 7 or 8 (session 8: QAT, distilled QAT with 4-
+    and 8-bit weights, PTQ; docs/data-kws.md). Its thinnest margin is "four": 0.80-0.83
+    smoothed posterior over capture phases (threshold 0.8; scripts/mic_report.py)."""
     if not KWS_BUNDLE.is_dir():
         pytest.skip(f"needs the trained keyword model {KWS_BUNDLE} (not shipped yet)")
     if not ASTERISK.is_dir() or not MOH.is_dir():
