@@ -117,7 +117,7 @@ def make_teacher(model, tcfg: TrainConfig, out: Path, fresh: bool):
     float.pt, else train.init)."""
     if not tcfg.qat_distill:
         return None
-    if fresh:
+    if fresh:  # called before the quantizers attach: the model is still the float one
         teacher = copy.deepcopy(model)
     else:
         srcs = [out / "prune.pt", out / "float.pt"] + ([Path(tcfg.init)] if tcfg.init else [])
@@ -126,8 +126,8 @@ def make_teacher(model, tcfg: TrainConfig, out: Path, fresh: bool):
             raise FileNotFoundError(f"train.qat_distill: resuming QAT in {out} needs the "
                                     "teacher: its prune.pt or float.pt, or train.init")
         teacher, _ = checkpoint.load(src)
-        teacher.fold_norms()
     teacher.eval()
+    teacher.fold_norms()  # as QAT folds the model's (exact in eval mode)
     teacher.noise_std = 0.0
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -185,12 +185,7 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
     t0 = time.time()
     for phase in active[active.index(start_phase):] if start_phase in active else active:
         fresh = phase != start_phase or start_epoch == 0
-        teacher = None
-        if phase == "qat":  # before the quantizers attach: the float model, norms folded
-            if fresh:
-                model.eval()
-                model.fold_norms()
-            teacher = make_teacher(model, tcfg, out, fresh)
+        teacher = make_teacher(model, tcfg, out, fresh) if phase == "qat" else None
         if fresh:
             metrics.update(_enter_phase(model, phase, tcfg, qcfg, task))
             start_epoch, opt_state = 0, None

