@@ -116,7 +116,7 @@ def energies(spec, per_step_imssa: dict | None, xcfg, lat: dict) -> dict:
     out = {"digital-fp32": energy.digital_fp32(costs, terms)}
     if spec.quant.integer:
         out["digital-int"] = energy.digital_int(costs, terms)
-    if per_step_imssa is not None:
+    if per_step_imssa is not None and spec.quant.integer:  # the model prices integer digits
         q = spec.quant
         dac_b = xcfg.dac_bits or q.act.bits
         adc_b = xcfg.adc_bits or q.adc.bits
@@ -229,7 +229,9 @@ def main(argv: list[str]) -> int:
     per_step = imssa_counts(runs["imssa"][0], args.steps) if "imssa" in runs else None
     xcfg = runs["imssa"][1].cfg if "imssa" in runs else None
     if not spec.quant.integer:
-        notes.append("float bundle: no integer step; onnx runs the float graph")
+        notes.append("float bundle: no integer step; onnx runs the float graph; imssa runs its "
+                     "weights programmed as codes, digital parts in float32 (no crossbar energy "
+                     "estimate: docs/energy.md prices integer digital parts)")
     r = {"bundle": str(args.bundle), "model": repr(model), "frontend": spec.frontend.kind,
          "period_s": period, "frontend_s": fe_s, "steps": args.steps, "repeats": args.repeats,
          "costs": step_costs(spec).to_dict(), "latency": lat, "ratios": ratio_lines(lat),

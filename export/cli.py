@@ -2,8 +2,9 @@
 
 Integer (QAT or PTQ) checkpoints get the integer `step.onnx`, the float `step_float.onnx`
 (dequantized weights, for comparison) and `crossbar/` tables with DAC/ADC ranges calibrated on
-data. Float checkpoints get `step.onnx` = `step_float.onnx` semantics (float graph) and no
-crossbar tables (there are no codes to program).
+data. Float checkpoints get `step.onnx` = `step_float.onnx` semantics (float graph) and
+`crossbar/` tables of their weights programmed as `--weight-bits` codes per output channel
+(post-training quantization onto the devices, qs4d.runtime.program), calibrated the same way.
 """
 
 from __future__ import annotations
@@ -38,15 +39,14 @@ def export_model(model, out: str | Path, *, frontend, labels, metrics: dict | No
     """Write the bundle of a trained model. calib_x (T, B, F) calibrates the DAC/ADC ranges."""
     spec = make_spec(model, frontend, labels, metrics or {}, name)
     w = model_weights(model)
-    xbar = None
     if spec.quant.integer:
         wf = dequantize_weights(spec, w)
         onnx_int, onnx_f = integer_model(spec, w), float_model(spec, wf)
-        from .crossbar import build_crossbar
-
-        xbar = build_crossbar(spec, w, crossbar or CrossbarConfig(), calib_x)
     else:
         onnx_int = onnx_f = float_model(spec, w)
+    from .crossbar import build_crossbar
+
+    xbar = build_crossbar(spec, w, crossbar or CrossbarConfig(), calib_x)
     for m in (onnx_int, onnx_f):
         onnx.checker.check_model(m, full_check=True)
     return write_bundle(out, spec, w, onnx_int=onnx_int.SerializeToString(),
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=0, help="device levels (0 = exact)")
     p.add_argument("--g-min", type=float, default=1.0, help="minimum conductance, uS")
     p.add_argument("--g-max", type=float, default=40.0, help="maximum conductance, uS")
+    p.add_argument("--weight-bits", type=int, default=8,
+                   help="bits of the codes a float checkpoint's weights are programmed as")
     p.add_argument("--card", help="markdown model card to use instead of the generated one")
     p.add_argument("--command", default="", help="the command that trained it, for the card")
     p.add_argument("--reeval", action="store_true",
@@ -90,8 +92,9 @@ def main(argv: list[str]) -> int:
     model, ckpt = checkpoint.load(args.checkpoint)
     model.eval()
     xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
-                          array_rows=args.array, array_cols=args.array)
-    calib = calibration_inputs(ckpt, args.calib) if model.quant is not None else None
+                          array_rows=args.array, array_cols=args.array,
+                          weight_bits=args.weight_bits)
+    calib = calibration_inputs(ckpt, args.calib)
     if args.reeval:
         import torch
 

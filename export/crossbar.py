@@ -1,4 +1,5 @@
-"""Integer weights -> memristive crossbar conductance tables (the bundle's `crossbar/` folder).
+"""Integer weights -> memristive crossbar conductance tables (the bundle's `crossbar/` folder);
+a float bundle's weights are programmed as codes first (qs4d.runtime.program).
 
 Numpy only (never torch). The mapping, the files and their fields are described for a
 hardware team in docs/crossbar.md; the block layout lives in `qs4d.runtime.crossbar_io`,
@@ -36,6 +37,7 @@ from qs4d.runtime.crossbar_io import (
     files_entry,
 )
 from qs4d.runtime.imssa import ImssaStep, array_costs, calibration_config
+from qs4d.runtime.program import programmed_weights
 from qs4d.runtime.spec import CROSSBAR_DIR, CrossbarConfig, Spec, SpecError, layer_key
 
 log = logging.getLogger(__name__)
@@ -172,16 +174,22 @@ def _jsonable(g: dict) -> dict:
 
 def build_crossbar(spec: Spec, weights: dict, cfg: CrossbarConfig,
                    calib_x: np.ndarray | None = None, headroom: float = HEADROOM) -> Crossbar:
-    """Conductance tables of an integer bundle's weights; DAC/ADC ranges calibrated on
-    calib_x (T, B, F) when given (else left at 0 and marked uncalibrated)."""
-    if not spec.quant.integer:
-        raise SpecError("spec.quant: crossbar tables need an integer bundle (every group but dt "
-                        "quantized)")
+    """Conductance tables of a bundle's weights: an integer bundle's own codes, a float
+    bundle's weights programmed as cfg.weight_bits-bit codes (runtime/program.py); DAC/ADC
+    ranges calibrated on calib_x (T, B, F) when given (else left at 0 and marked
+    uncalibrated)."""
     if not cfg.layers:
         raise SpecError("CrossbarConfig.layers: empty; name at least one of s4d, mix, enc, dec")
+    if spec.quant.integer:
+        code_spec, codes_w = spec, weights
+    elif spec.quant.any_enabled:
+        raise SpecError("spec.quant: crossbar tables need an integer bundle (every group but dt "
+                        "quantized) or a float one (none quantized)")
+    else:
+        code_spec, codes_w = programmed_weights(spec, weights, cfg.weight_bits)
     R, C = cfg.array_rows, cfg.array_cols
     groups, tiles, blocks_g = [], [], {}
-    for g, codes, qfs, dg in _plan(spec, weights, cfg):
+    for g, codes, qfs, dg in _plan(code_spec, codes_w, cfg):
         kinds = block_layout(g)[0]  # (r, c)
         kp, km, err = _levels(codes, kinds, dg, cfg)  # (n_blk, r, c) x2
         placed = _pack(_pieces(g["blocks"], g["block_shape"], R, C), R, C)

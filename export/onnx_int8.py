@@ -12,16 +12,20 @@ built for few ONNX Runtime kernels at batch 1, each computing exactly the arithm
   C s of every layer come first (they do not depend on the layer inputs), the new states
   last: R(A) s and B u requantized together, as the contract says, then split per layer;
 - the state inputs and outputs are int8 (the 8-bit state codes themselves): the saturating
-  QuantizeLinear writes them, one widening Cast to int32 reads them (a quarter of the bytes
-  of int32 state to concatenate, split and copy in and out); B u is a same-shape product
-  (u gathered once per state column: ONNX Runtime's broadcasting Mul is far slower);
+  QuantizeLinear writes them. R(A) s and B u accumulate in int16 where their bounds,
+  128 (|A_re| + |A_im|) and 128 |B|, stay below 2^15, else in int32: ONNX
+  Runtime's int16 Mul and Add take half the time of float32 or int32 over the (1, 256, 64)
+  state, and its elementwise kernels cost 1-3 us per pass there whatever the op (the graph's
+  cost is mostly its passes over the state). Each accumulator is requantized by one
+  DequantizeLinear (float32(acc) * m per channel). B u is a same-shape product (u gathered
+  once per state column: ONNX Runtime's broadcasting Mul is far slower);
 - C s is computed in float32, exactly (integer products and sums below 2^24): the int8 state
   times C as one blocked DequantizeLinear (opset 21; the scale block spans the batch axis),
-  then a ReduceSum: 3 us less per step than an int32 Mul and MatMul (ONNX Runtime's
-  elementwise kernels cost about 3 us per pass over the (1, 256, 64) state, whatever the
-  op; the graph's cost is mostly its passes over the state);
+  then a ReduceSum;
 - D u is a diagonal uint8 x int8 product; GELU is a table over the ADC code; the GLU (sigmoid
-  table, integer product, requantization) is one 256 x 256 table over the codes (za, zb);
+  table, integer product, requantization) is one 256 x 256 table over the codes (za, zb),
+  holding float32(o) * m_o, the GLU code times its multiplier in the residual sum: the value
+  DequantizeLinear would give;
 - weights beyond +-64 are split in two and bias rows stay within +-64 (D, on a diagonal, has
   one weight per column), so that no pair of uint8 x int8 products can saturate the 16-bit
   intermediate of x86 kernels without VNNI (255 * 128 < 2^15);
@@ -43,11 +47,14 @@ from qs4d.runtime.spec import ONNX_SPEC_KEY, Spec, layer_key
 from .onnx_graph import Graph, dequantize, saturate8
 
 F32, I32, I64, I8 = TensorProto.FLOAT, TensorProto.INT32, TensorProto.INT64, TensorProto.INT8
+I16 = TensorProto.INT16
+NP_OF = {I16: np.int16, I32: np.int32}
 CODES = np.arange(-128, 128)  # every 8-bit code, in index order (index = code + 128)
 ONE = 129  # the index of code 1
 W_SAFE = 64  # largest |weight| a uint8 x int8 product may meet
 BATCH_BLOCK = 1 << 30  # block size along the batch axis: one scale block for every stream
 F32_EXACT = 2**24  # integers below this are exact in float32
+I16_BOUND = 2**15  # integers below this in magnitude fit int16
 
 
 def eligible(spec: Spec) -> bool:
@@ -156,28 +163,33 @@ class Int8Builder:
         return g.model({ONNX_SPEC_KEY: spec.to_json(), "qs4d.kind": "integer"})
 
     def old_state(self, P: int, layers: list, states: list):
-        """Terms of the old states of `layers` (all with P modes), n = len(layers): R(A) s
-        (B, n H, 2P) int32 and, per layer, C s times its multiplier (B, H) float32."""
+        """Terms of the old states of `layers` (all with P modes), n = len(layers): R(A) s times
+        its multiplier (B, n H, 2P) and, per layer, C s times its multiplier (B, H), float32."""
         g, H, N, n = self.g, self.spec.model.d_model, 2 * P, len(layers)
         k = lambda i, name: self.w[layer_key(i, name)]  # noqa: E731
         hint = f"p{P}"
         s8 = self.cat(states, 1, f"{hint}_states")  # (B, n H, 2P) int8 [re; im]
-        s = g.op("Cast", s8, to=I32, name=f"{hint}_s32")  # widened once
-        s4 = self.shape(s, -1, n * H, 2, P)
-        swap = g.op("Slice", s4, g.const([-1], np.int64), g.const([-N], np.int64),
-                    g.const([2], np.int64), g.const([-1], np.int64), name=f"{hint}_im_re")
-        A = np.concatenate([k(i, "A") for i in layers]).astype(np.int32)  # (n H, 2, P)
-        acc_a = g.op("Add", g.op("Mul", s4, g.const(np.stack([A[:, 0], A[:, 0]], 1),
-                                                    name=f"{hint}_A_diag")),
-                     g.op("Mul", swap, g.const(np.stack([-A[:, 1], A[:, 1]], 1),
-                                               name=f"{hint}_A_off")), name=f"{hint}_acc_a")
+        A = np.concatenate([k(i, "A") for i in layers]).astype(np.int64)  # (n H, 2, P)
+        a_diag, a_off = np.concatenate([A[:, 0], A[:, 0]], 1), np.concatenate([-A[:, 1], A[:, 1]], 1)
+        acc_t = _acc_type(128 * (np.abs(a_diag) + np.abs(a_off)))
+        s = g.op("Cast", s8, to=acc_t, name=f"{hint}_s")  # widened once
+        swap = self.shape(g.op("Slice", self.shape(s, -1, n * H, 2, P), g.const([-1], np.int64),
+                               g.const([-3], np.int64), g.const([2], np.int64),
+                               g.const([-1], np.int64), name=f"{hint}_im_re"), -1, n * H, N)
+        dt = NP_OF[acc_t]
+        acc_a = g.op("Add", g.op("Mul", s, g.const(a_diag.astype(dt), name=f"{hint}_A_diag")),
+                     g.op("Mul", swap, g.const(a_off.astype(dt), name=f"{hint}_A_off")),
+                     name=f"{hint}_acc_a")  # (B, n H, 2P)
+        m_a = np.concatenate([_per_h(multiplier(k(i, "A.scale"), k(i, "state.scale"),
+                                                k(i, "state.scale")), H) for i in layers])
+        t_a = dequantize(g, acc_a, m_a, dt)
         C = np.concatenate([k(i, "C") for i in layers]).astype(np.int64)  # (n H, 2P)
         m_c = np.concatenate([_per_h(multiplier(k(i, "C.scale"), k(i, "state.scale"),
                                                 k(i, "y.scale")), H) for i in layers])
         if 128 * int(np.abs(C).sum(axis=1).max(initial=0)) < F32_EXACT:
             # C s in float32, exactly (every partial sum is an integer below 2^24): C times the
-            # int8 codes as one blocked DequantizeLinear (the scale tensor C, the same for
-            # every stream), a ReduceSum, then the multiplier as DequantizeLinear would apply it
+            # int8 codes as one blocked DequantizeLinear (the scale tensor C, the same for every
+            # stream), a ReduceSum, then the multiplier as DequantizeLinear would apply it
             prod = g.op("DequantizeLinear", s8,
                         g.const(C[None].astype(np.float32), name=f"{hint}_C"), axis=0,
                         block_size=BATCH_BLOCK, name=f"{hint}_Cs")  # (B, n H, 2P)
@@ -185,30 +197,30 @@ class Int8Builder:
                          name=f"{hint}_acc_c")  # (B, n H)
             t_c = g.op("Mul", acc_c, g.const(m_c), name=f"{hint}_t_c")
         else:
-            acc_c = g.op("MatMul", g.op("Mul", s, g.const(C.astype(np.int32), name=f"{hint}_C")),
+            s32 = s if acc_t == I32 else g.op("Cast", s8, to=I32, name=f"{hint}_s32")
+            acc_c = g.op("MatMul", g.op("Mul", s32, g.const(C.astype(np.int32), name=f"{hint}_C")),
                          g.const(np.ones((N, 1), np.int32)), name=f"{hint}_acc_c")  # (B, n H, 1)
             t_c = dequantize(g, self.shape(acc_c, -1, n * H), m_c, np.int32)
         t_c = [t_c] if n == 1 else list(g.op("Split", t_c, axis=1, name=f"{hint}_c_split",
                                               outputs=n))
-        return self.shape(acc_a, -1, n * H, N), t_c
+        return t_a, t_c
 
-    def new_state(self, P: int, layers: list, acc_a: str, us: list, s_us: list) -> None:
+    def new_state(self, P: int, layers: list, t_a: str, us: list, s_us: list) -> None:
         """The new states of `layers`: R(A) s and B u requantized together, split per layer."""
         g, H, N, n = self.g, self.spec.model.d_model, 2 * P, len(layers)
         k = lambda i, name: self.w[layer_key(i, name)]  # noqa: E731
         hint = f"p{P}"
-        codes = np.repeat(CODES.astype(np.int32)[:, None], N, 1)  # (256, 2P): each code 2P times
+        Bm = np.concatenate([k(i, "B").reshape(H, N) for i in layers]).astype(np.int64)
+        acc_t = _acc_type(128 * np.abs(Bm))
+        dt = NP_OF[acc_t]
+        codes = np.repeat(CODES.astype(dt)[:, None], N, 1)  # (256, 2P): each code 2P times
         u = g.op("Gather", g.const(codes, name=f"{hint}_codes"),
                  g.op("Cast", self.cat(us, 1, f"{hint}_u"), to=I32), axis=0,
                  name=f"{hint}_u_codes")  # (B, n H, 2P)
-        Bm = np.concatenate([k(i, "B").reshape(H, N) for i in layers]).astype(np.int32)
-        acc_b = g.op("Mul", u, g.const(Bm, name=f"{hint}_B"), name=f"{hint}_acc_b")
-        m_a = np.concatenate([_per_h(multiplier(k(i, "A.scale"), k(i, "state.scale"),
-                                                k(i, "state.scale")), H) for i in layers])
+        acc_b = g.op("Mul", u, g.const(Bm.astype(dt), name=f"{hint}_B"), name=f"{hint}_acc_b")
         m_b = np.concatenate([_per_h(multiplier(s_u, k(i, "B.scale"), k(i, "state.scale")), H)
                               for i, s_u in zip(layers, s_us)])
-        tot = g.op("Add", dequantize(g, acc_a, m_a, np.int32), dequantize(g, acc_b, m_b, np.int32),
-                   name=f"{hint}_sum")
+        tot = g.op("Add", t_a, dequantize(g, acc_b, m_b, dt), name=f"{hint}_sum")
         q = saturate8(g, tot, f"{hint}_state")  # int8 codes of n layers
         q = [q] if n == 1 else g.op("Split", q, axis=1, name=f"{hint}_split", outputs=n)
         for i, s8 in zip(layers, q):
@@ -241,12 +253,18 @@ class Int8Builder:
         # GLU table over (za, zb), then the residual sum (a Sum: see the module docstring)
         s_o, s_r = k("glu.scale"), k("res.scale")
         glu = glu_table(k("sig.table"), multiplier(s_z, sig_scale(127), s_o))
+        m_o = np.float32(multiplier(s_o, 1.0, s_r))  # glu.scale and res.scale: per tensor
+        glu = (glu.astype(np.int32) - 128).astype(np.float32) * m_o  # DequantizeLinear's value
         o = g.op("GatherND", g.const(glu, name=kn("glu_table")),
-                 self.shape(g.op("Cast", z, to=I64), -1, H, 2), name=kn("glu"))  # (B, H)
-        tot = g.op("Sum", dequantize(g, u, multiplier(s_u, 1.0, s_r), np.uint8, zp=128),
-                   dequantize(g, o, multiplier(s_o, 1.0, s_r), np.uint8, zp=128),
+                 self.shape(g.op("Cast", z, to=I64), -1, H, 2), name=kn("glu"))  # (B, H) float32
+        tot = g.op("Sum", dequantize(g, u, multiplier(s_u, 1.0, s_r), np.uint8, zp=128), o,
                    name=kn("res_sum"))
         return saturate8(g, tot, kn("res"), index=True), s_r
+
+
+def _acc_type(bound: np.ndarray) -> int:
+    """int16 for an accumulator whose every entry stays below I16_BOUND in magnitude, else int32."""
+    return I16 if int(np.max(bound, initial=0)) < I16_BOUND else I32
 
 
 def _per_h(m, H: int) -> np.ndarray:

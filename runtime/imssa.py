@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .crossbar_io import Crossbar, block_layout, delta_lut, level_steps, load_crossbar
+from .program import programmed_weights
 from .quant import F32
 from .reference import dequantize_weights, gelu, rotate, sigmoid
 from .spec import CrossbarConfig, Spec, layer_key
@@ -106,6 +107,16 @@ def decode_codes(cb: Crossbar, levels: int | None = None) -> dict:
     return out
 
 
+def decode_scales(g: dict) -> dict:
+    """Per-channel scales {part: (channels,)} that a group's row and column gains encode."""
+    dg, rg, cg = g["delta_g"], g["row_gain"], g["col_gain"]
+    if g["kind"] == "linear":
+        return {"W": np.asarray(rg["out"]) * dg["W"]}
+    sA, sC = np.asarray(rg["state"]) * dg["A"], np.asarray(rg["out"]) * dg["C"]
+    return {"A": sA, "C": sC, "B": np.asarray(cg["u_state"]) * sA * dg["B"] / dg["A"],
+            "D": np.asarray(cg["u_out"]) * sC * dg["D"] / dg["C"]}
+
+
 @dataclass(frozen=True)
 class _Route:
     """How one group's signals reach its arrays and its outputs leave them."""
@@ -144,19 +155,27 @@ def _route(cb: Crossbar, name: str, cfg: CrossbarConfig) -> _Route:
 class ImssaStep:
     """One streaming step of a whole model on simulated crossbars; the interface of FloatStep.
 
-    spec, weights: an integer bundle (weights.npz codes and scales). crossbar: a `crossbar/`
-    folder (or a bundle folder) or a Crossbar from qs4d.export.crossbar.build_crossbar.
-    cfg: the simulated non-idealities; its mapping fields must match the tables'.
+    spec, weights: an integer bundle (weights.npz codes and scales) or a float one (its
+    crossbar holds the weights programmed as CrossbarConfig.weight_bits-bit codes, recomputed
+    here by qs4d.runtime.program to check the tables; the digital parts use the float
+    weights). crossbar: a `crossbar/` folder (or a bundle folder) or a Crossbar from
+    qs4d.export.crossbar.build_crossbar. cfg: the simulated non-idealities; its mapping fields
+    must match the tables'.
     """
 
     def __init__(self, spec: Spec, weights: dict, crossbar, cfg: CrossbarConfig):
-        if not spec.quant.integer:
-            raise ValueError("ImssaStep needs an integer spec (every group but dt quantized)")
         self.cb = crossbar if isinstance(crossbar, Crossbar) else load_crossbar(crossbar)
         self.spec, self.cfg = spec, cfg
-        self.w = {k: np.asarray(v, F32) for k, v in dequantize_weights(spec, weights).items()}
+        if spec.quant.integer:
+            codes, w = weights, dequantize_weights(spec, weights)
+        elif not spec.quant.any_enabled:
+            codes, w = programmed_weights(spec, weights, self.cb.config.weight_bits)[1], weights
+        else:
+            raise ValueError("ImssaStep needs an integer spec (every group but dt quantized) or "
+                             "a float one (none quantized)")
+        self.w = {k: np.asarray(v, F32) for k, v in w.items()}
         self.mapped = self._mapped_groups()
-        self._check(weights)
+        self._check(codes)
         self.routes = {name: _route(self.cb, name, cfg) for name in self.mapped}
         self.reprogram(cfg.seed)
         self.reset_counters()
@@ -194,10 +213,14 @@ class ImssaStep:
         codes = decode_codes(self.cb)
         for name in self.mapped:
             g = self.cb.groups[name]
+            scales = decode_scales(g)
             for kind, key in g["keys"].items():
                 want = np.asarray(weights[key], np.float64)
+                s = np.broadcast_to(np.asarray(weights[key + ".scale"], np.float64),
+                                    scales[kind].shape)
                 if codes[key].shape != want.shape or not (
-                        np.abs(codes[key] - want).max() <= g["level_error"][kind] + 1e-9):
+                        np.abs(codes[key] - want).max() <= g["level_error"][kind] + 1e-9
+                        and np.allclose(scales[kind], s, rtol=1e-6, atol=0)):
                     raise ValueError(f"crossbar group {name}: the conductances do not hold "
                                      f"weights[{key!r}] (tables built from other weights?)")
 

@@ -219,7 +219,9 @@ class CrossbarConfig(_Config):
     (g_max - g_min); sigma_read too with read_noise "span", and relative to each device's own
     conductance G with read_noise "relative" (sigma_G / G, the usual device figure). Bits of
     0 mean ideal (unbounded precision); levels of 0 mean as many
-    programmable levels as each block's integer codes need (an exact mapping).
+    programmable levels as each block's integer codes need (an exact mapping). weight_bits:
+    a float bundle has no codes; its crossbar holds its weights rounded per output channel to
+    codes of this many bits (post-training quantization; integer bundles keep their own codes).
     """
 
     g_min: float = 1.0
@@ -237,6 +239,7 @@ class CrossbarConfig(_Config):
     step_seconds: float = 0.01
     seed: int = 0
     layers: tuple = ("s4d",)  # which layers run on crossbars: "s4d", "mix", "enc", "dec"
+    weight_bits: int = 8  # codes programmed from a float bundle's weights (runtime/program.py)
 
     def __post_init__(self):
         if not 0 <= self.g_min < self.g_max:
@@ -254,6 +257,8 @@ class CrossbarConfig(_Config):
                             f"{self.read_noise!r}")
         if not self.drift_t0 > 0:
             raise SpecError(f"CrossbarConfig.drift_t0: must be > 0 seconds, got {self.drift_t0}")
+        if not isinstance(self.weight_bits, int) or not 2 <= self.weight_bits <= 16:
+            raise SpecError(f"CrossbarConfig.weight_bits: 2..16, got {self.weight_bits!r}")
         bad = sorted(set(self.layers) - {"s4d", "mix", "enc", "dec"})
         if bad:
             raise SpecError(f"CrossbarConfig.layers: unknown layer kinds {bad}")

@@ -2,8 +2,10 @@
 computes in integers.
 
 - onnx vs numpy (integer reference): must be bit-identical at every step;
-- imssa in ideal mode vs the numpy float reference (dequantized weights): relative error,
-  teacher-forced per step (same state into both) and free-running;
+- imssa in ideal mode vs the numpy float reference (dequantized weights; for a float bundle,
+  the weights its crossbar's programmed codes stand for): relative error, teacher-forced per
+  step (same state into both) and free-running; for a float bundle also how far those
+  programmed weights move the outputs from the float model's (`programmed_vs_float_rel`);
 - the share of ONNX nodes whose outputs are integer tensors (needs the `onnx` package).
 """
 
@@ -17,6 +19,8 @@ import numpy as np
 
 from .backends import make_executor
 from .bundle import Bundle, load_bundle
+from .program import as_programmed
+from .reference import FloatStep
 from .spec import ONNX_FILE, CrossbarConfig
 
 log = logging.getLogger(__name__)
@@ -40,24 +44,28 @@ def run_all(ex, xs: np.ndarray) -> tuple[np.ndarray, list]:
 def parity(bundle: Bundle, steps: int = 1000, batch: int = 4, seed: int = 0) -> dict:
     xs = _inputs(bundle, steps, batch, seed)
     out: dict = {"steps": steps, "batch": batch}
-    if not bundle.spec.quant.integer:
-        ref, _ = run_all(make_executor(bundle, "numpy"), xs)
-        onnx_y, _ = run_all(make_executor(bundle, "onnx"), xs)
-        out["onnx_vs_numpy_max_rel"] = float(np.abs(onnx_y - ref).max() / np.abs(ref).max())
-        return out
     ref, _ = run_all(make_executor(bundle, "numpy"), xs)
     onnx_y, _ = run_all(make_executor(bundle, "onnx"), xs)
-    out["onnx_vs_numpy_mismatches"] = int((onnx_y != ref).sum())
-    fl = make_executor(bundle, "numpy", float_graph=True)
-    fy, fstates = run_all(fl, xs)
+    if bundle.spec.quant.integer:
+        out["onnx_vs_numpy_mismatches"] = int((onnx_y != ref).sum())
+        fl = make_executor(bundle, "numpy", float_graph=True)
+        fy, fstates = run_all(fl, xs)
+        out["integer_vs_float_top1_agreement"] = float((ref.argmax(-1) == fy.argmax(-1)).mean())
+    else:
+        out["onnx_vs_numpy_max_rel"] = float(np.abs(onnx_y - ref).max() / np.abs(ref).max())
     if (bundle.path / "crossbar").is_dir():
         im = make_executor(bundle, "imssa", crossbar=CrossbarConfig())
+        if not bundle.spec.quant.integer:  # the float model its programmed codes stand for
+            cfg = im.cb.config
+            fl = FloatStep(bundle.spec, as_programmed(bundle.spec, bundle.weights,
+                                                      cfg.weight_bits, cfg.layers))
+            fy, fstates = run_all(fl, xs)
+            out["programmed_vs_float_rel"] = float(np.abs(fy - ref).max() / np.abs(ref).max())
         scale = float(np.abs(fy).max())
         forced = max(float(np.abs(im(x, s)[0] - fl(x, s)[0]).max()) for x, s in zip(xs, fstates))
         iy, _ = run_all(im, xs[:200])
         out["imssa_ideal_vs_float_rel_per_step"] = forced / scale
         out["imssa_ideal_vs_float_rel_200_steps"] = float(np.abs(iy - fy[:200]).max() / scale)
-    out["integer_vs_float_top1_agreement"] = float((ref.argmax(-1) == fy.argmax(-1)).mean())
     return out
 
 

@@ -111,10 +111,8 @@ def export(model, out: Path, calib_seed: int = 0) -> Path:
     """export_model with a small calibration set (T, B, F) for the crossbar DAC/ADC ranges."""
     from qs4d.export.cli import export_model
 
-    calib = None
-    if model.quant is not None:
-        rng = np.random.default_rng(calib_seed)
-        calib = rng.standard_normal((200, 4, model.cfg.d_input)).astype(np.float32)  # (T, B, F)
+    rng = np.random.default_rng(calib_seed)
+    calib = rng.standard_normal((200, 4, model.cfg.d_input)).astype(np.float32)  # (T, B, F)
     return export_model(model, out, frontend=FrontendConfig(kind="identity"), labels=LABELS,
                         metrics={"test_acc": 0.0}, name=out.name, calib_x=calib)
 

@@ -317,6 +317,20 @@ def test_profile_in_process(kws_bundle, tmp_path, capsys):
     assert profile_app.main([str(kws_bundle), "--backends", "gpu"]) == 2
 
 
+def test_profile_of_a_float_bundle_runs_imssa(bundle_path, tmp_path):
+    """A float bundle's crossbar (its weights programmed as codes) runs on imssa; the energy
+    model prices integer digital parts only, so no crossbar estimate is printed for it."""
+    js = tmp_path / "p.json"
+    argv = [str(bundle_path("float")), "--backends", "onnx,imssa", "--batch", "1", "--steps",
+            "10", "--repeats", "1", "--json", str(js)]
+    assert profile_app.main(argv) == 0
+    r = json.loads(js.read_text())
+    assert set(r["latency"]) == {"onnx", "imssa"}
+    assert r["imssa_per_step"]["array_reads"] > 0
+    assert set(r["energy"]) == {"digital-fp32", "jetson-nano"}
+    assert any("programmed as codes" in n for n in r["notes"])
+
+
 def read_png(data: bytes) -> tuple[dict, np.ndarray]:
     """A strict reader for what encode_png writes: chunks, CRCs, IHDR, zlib, filter 0."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -79,20 +79,26 @@ def test_uint8_products_cannot_saturate_pair_sums(bundle_path, name):
 
 
 @pytest.mark.parametrize("exact_below", [2**24, 0])  # the float32 C s path, and its fallback
-def test_both_c_paths_equal_the_reference_bit_for_bit(bundle_path, monkeypatch, exact_below):
+@pytest.mark.parametrize("i16_bound", [2**15, 0])  # int16 state accumulators, and int32
+def test_every_state_path_equals_the_reference_bit_for_bit(bundle_path, monkeypatch, exact_below,
+                                                           i16_bound):
     """C s in float32 (blocked DequantizeLinear + ReduceSum) where every partial sum is an
-    exact float32 integer, else the int32 Mul + MatMul: the same outputs and states."""
+    exact float32 integer, else the int32 Mul + MatMul; R(A) s and B u in int16 where they
+    provably fit, else in int32: the same outputs and states."""
     from qs4d.export import onnx_int8
     from qs4d.runtime.backends import session_options
     from qs4d.runtime.bundle import load_bundle
     from qs4d.runtime.reference import IntegerStep
 
     monkeypatch.setattr(onnx_int8, "F32_EXACT", exact_below)
+    monkeypatch.setattr(onnx_int8, "I16_BOUND", i16_bound)
     b = load_bundle(bundle_path("int8"))
     m = onnx_int8.Int8Builder(b.spec, b.weights).build()
     onnx.checker.check_model(m, full_check=True)
     ops = {n.op_type for n in m.graph.node}
     assert ("ReduceSum" in ops) == bool(exact_below) and ("MatMul" in ops) != bool(exact_below)
+    casts = {a.i for n in m.graph.node if n.op_type == "Cast" for a in n.attribute}
+    assert (onnx.TensorProto.INT16 in casts) == bool(i16_bound)
     sess = ort.InferenceSession(m.SerializeToString(), session_options(1),
                                 providers=["CPUExecutionProvider"])
     ref = IntegerStep(b.spec, b.weights)

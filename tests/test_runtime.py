@@ -42,6 +42,18 @@ def test_zoo_has_bundles():
     assert zoo_bundles(), f"no bundle (*/manifest.json) under {ZOO}"
 
 
+@pytest.mark.parametrize("bundle", zoo_bundles(), ids=lambda p: p.name)
+def test_zoo_bundles_carry_every_part(bundle):
+    """DESIGN section 4: spec, weights, both step graphs, the crossbar tables and the manifest,
+    float bundles included (their weights programmed as codes); the imssa backend loads it."""
+    for part in ("spec.json", "weights.npz", "step.onnx", "step_float.onnx", "manifest.json",
+                 "crossbar/manifest.json", "crossbar/tables.npz"):
+        assert (bundle / part).is_file(), f"{bundle.name}: no {part}"
+    cb = load_crossbar(bundle)
+    assert cb.manifest["calibration"]["calibrated"], bundle.name
+    assert qs4d.load(bundle, backend="imssa").spec.name
+
+
 # -- onnx == numpy ---------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -335,3 +347,24 @@ def test_bad_backend_and_batch(bundle_path):
 def test_model_describes_itself(int8_model):
     assert int8_model.labels == ("a", "b", "c", "d")
     assert "onnx" in repr(int8_model) and "H=8" in repr(int8_model)
+
+
+def test_onnx_steps_through_the_binding_and_without_it(bundle_path):
+    """The onnx executor calls the session's binding directly (skipping
+    InferenceSession.run's per-call feed check); the public run, used where a session has no
+    binding, gives the same outputs, and a bad feed is still refused by ONNX Runtime."""
+    from types import SimpleNamespace
+
+    from qs4d.runtime.backends import session_runner
+
+    m = qs4d.load(bundle_path("int8"), backend="onnx")
+    x = steps_input(m.spec, 40, rng(17))
+    want = qs4d.load(bundle_path("int8"), backend="numpy").stream().accept(x)
+    np.testing.assert_array_equal(m.stream().accept(x), want)
+    ex = m.executor
+    assert ex._run == ex.sess._sess.run
+    with pytest.raises(Exception, match=r"Actual: \(tensor\(int32\)\)"):  # the graph takes int8
+        ex(x[:1], [s.astype(np.int32) for s in ex.init_state(1)])
+    ex._run = session_runner(SimpleNamespace(run=ex.sess.run))  # no binding: the public run
+    assert ex._run != ex.sess._sess.run
+    np.testing.assert_array_equal(m.stream().accept(x), want)
