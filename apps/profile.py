@@ -130,7 +130,7 @@ def energies(spec, per_step_imssa: dict | None, xcfg, lat: dict) -> dict:
 
 def ratio_lines(lat: dict) -> list:
     pairs = [("onnx", "onnx-float"), ("onnx", "torch-int"), ("onnx", "torch"),
-             ("onnx-float", "torch"),
+             ("onnx-float", "torch"), ("torch-int", "onnx"), ("torch", "onnx"),
              ("numpy", "onnx"), ("imssa", "onnx")]
     out = []
     for a, b in pairs:
@@ -151,7 +151,7 @@ def print_report(r: dict) -> None:
     for name, v in r["latency"].items():
         print(f"{name:<12}{1e6 * v['median_s']:>11.1f}{1e6 * v['p99_s']:>10.1f}"
               f"{v['rtf']:>10.4f}{1 / v['rtf']:>13.0f}")
-    print("ratios of medians (same run): " + ", ".join(f"{k} = {v:.2f}" for k, v in r["ratios"]))
+    print("ratios of medians (same run): " + ", ".join(f"{k} = {v:.3f}" for k, v in r["ratios"]))
     print(f"\nthroughput ({r['steps']} steps per stream):")
     print(f"{'backend':<10}{'B':>5}{'steps/s':>12}{'real-time streams':>19}{'tracemalloc MiB':>17}")
     for be, rows in r["throughput"].items():
