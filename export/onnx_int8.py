@@ -172,14 +172,17 @@ class Int8Builder:
         A = np.concatenate([k(i, "A") for i in layers]).astype(np.int64)  # (n H, 2, P)
         a_diag, a_off = np.concatenate([A[:, 0], A[:, 0]], 1), np.concatenate([-A[:, 1], A[:, 1]], 1)
         acc_t = _acc_type(128 * (np.abs(a_diag) + np.abs(a_off)))
-        s = g.op("Cast", s8, to=acc_t, name=f"{hint}_s")  # widened once
-        swap = self.shape(g.op("Slice", self.shape(s, -1, n * H, 2, P), g.const([-1], np.int64),
-                               g.const([-3], np.int64), g.const([2], np.int64),
-                               g.const([-1], np.int64), name=f"{hint}_im_re"), -1, n * H, N)
-        dt = NP_OF[acc_t]
-        acc_a = g.op("Add", g.op("Mul", s, g.const(a_diag.astype(dt), name=f"{hint}_A_diag")),
-                     g.op("Mul", swap, g.const(a_off.astype(dt), name=f"{hint}_A_off")),
-                     name=f"{hint}_acc_a")  # (B, n H, 2P)
+        # (B, n H, 2, P) [re; im] from here to the requantization: the widened state's only
+        # reader is a Reshape, which ONNX Runtime then runs in place
+        s = self.shape(g.op("Cast", s8, to=acc_t, name=f"{hint}_s"), -1, n * H, 2, P)
+        swap = g.op("Slice", s, g.const([-1], np.int64), g.const([-3], np.int64),
+                    g.const([2], np.int64), g.const([-1], np.int64), name=f"{hint}_im_re")
+        dt, quad = NP_OF[acc_t], (n * H, 2, P)
+        acc_a = g.op("Add", g.op("Mul", s, g.const(a_diag.reshape(quad).astype(dt),
+                                                   name=f"{hint}_A_diag")),
+                     g.op("Mul", swap, g.const(a_off.reshape(quad).astype(dt),
+                                               name=f"{hint}_A_off")),
+                     name=f"{hint}_acc_a")  # (B, n H, 2, P)
         m_a = np.concatenate([_per_h(multiplier(k(i, "A.scale"), k(i, "state.scale"),
                                                 k(i, "state.scale")), H) for i in layers])
         t_a = dequantize(g, acc_a, m_a, dt)
@@ -197,7 +200,7 @@ class Int8Builder:
                          name=f"{hint}_acc_c")  # (B, n H)
             t_c = g.op("Mul", acc_c, g.const(m_c), name=f"{hint}_t_c")
         else:
-            s32 = s if acc_t == I32 else g.op("Cast", s8, to=I32, name=f"{hint}_s32")
+            s32 = g.op("Cast", s8, to=I32, name=f"{hint}_s32")
             acc_c = g.op("MatMul", g.op("Mul", s32, g.const(C.astype(np.int32), name=f"{hint}_C")),
                          g.const(np.ones((N, 1), np.int32)), name=f"{hint}_acc_c")  # (B, n H, 1)
             t_c = dequantize(g, self.shape(acc_c, -1, n * H), m_c, np.int32)
@@ -213,15 +216,16 @@ class Int8Builder:
         Bm = np.concatenate([k(i, "B").reshape(H, N) for i in layers]).astype(np.int64)
         acc_t = _acc_type(128 * np.abs(Bm))
         dt = NP_OF[acc_t]
-        codes = np.repeat(CODES.astype(dt)[:, None], N, 1)  # (256, 2P): each code 2P times
+        codes = np.repeat(CODES.astype(dt)[:, None], N, 1).reshape(256, 2, P)  # each code 2P times
         u = g.op("Gather", g.const(codes, name=f"{hint}_codes"),
                  g.op("Cast", self.cat(us, 1, f"{hint}_u"), to=I32), axis=0,
-                 name=f"{hint}_u_codes")  # (B, n H, 2P)
-        acc_b = g.op("Mul", u, g.const(Bm.astype(dt), name=f"{hint}_B"), name=f"{hint}_acc_b")
+                 name=f"{hint}_u_codes")  # (B, n H, 2, P)
+        acc_b = g.op("Mul", u, g.const(Bm.reshape(n * H, 2, P).astype(dt), name=f"{hint}_B"),
+                     name=f"{hint}_acc_b")
         m_b = np.concatenate([_per_h(multiplier(s_u, k(i, "B.scale"), k(i, "state.scale")), H)
                               for i, s_u in zip(layers, s_us)])
         tot = g.op("Add", t_a, dequantize(g, acc_b, m_b, dt), name=f"{hint}_sum")
-        q = saturate8(g, tot, f"{hint}_state")  # int8 codes of n layers
+        q = self.shape(saturate8(g, tot, f"{hint}_state"), -1, n * H, N)  # int8 codes of n layers
         q = [q] if n == 1 else g.op("Split", q, axis=1, name=f"{hint}_split", outputs=n)
         for i, s8 in zip(layers, q):
             g.output(s8, f"new_state_{i}", I8, ["B", H, N])
