@@ -40,7 +40,7 @@ def session_options(threads: int = 1):
 def session_runner(sess):
     """`run(output_names, feeds, run_options)` of an InferenceSession without the checks that
     `InferenceSession.run` makes on every call (that the feed names every input, graph capture,
-    OrtValue ownership: 3-4 us of a 75 us step, `python scripts/run_overhead.py`): the
+    OrtValue ownership: 3-4 us of a 75 us step, `python scripts/step_timing.py`): the
     session's binding where it has one, else the public `run`. For callers that feed every
     input of the graph, as OnnxStep does (its inputs are checked once, at load)."""
     core = getattr(sess, "_sess", None)
