@@ -164,7 +164,7 @@ class Int8Builder:
 
     def old_state(self, P: int, layers: list, states: list):
         """Terms of the old states of `layers` (all with P modes), n = len(layers): R(A) s times
-        its multiplier (B, n H, 2P) and, per layer, C s times its multiplier (B, H), float32."""
+        its multiplier (B, n H, 2, P) and, per layer, C s times its multiplier (B, H), float32."""
         g, H, N, n = self.g, self.spec.model.d_model, 2 * P, len(layers)
         k = lambda i, name: self.w[layer_key(i, name)]  # noqa: E731
         hint = f"p{P}"
