@@ -37,7 +37,7 @@ from qs4d.runtime.crossbar_io import (
     files_entry,
 )
 from qs4d.runtime.imssa import ImssaStep, array_costs, calibration_config
-from qs4d.runtime.program import programmed_weights
+from qs4d.runtime.program import crossbar_codes
 from qs4d.runtime.spec import CROSSBAR_DIR, CrossbarConfig, Spec, SpecError, layer_key
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,7 @@ def build_crossbar(spec: Spec, weights: dict, cfg: CrossbarConfig,
     uncalibrated)."""
     if not cfg.layers:
         raise SpecError("CrossbarConfig.layers: empty; name at least one of s4d, mix, enc, dec")
-    if spec.quant.integer:
-        code_spec, codes_w = spec, weights
-    elif spec.quant.any_enabled:
-        raise SpecError("spec.quant: crossbar tables need an integer bundle (every group but dt "
-                        "quantized) or a float one (none quantized)")
-    else:
-        code_spec, codes_w = programmed_weights(spec, weights, cfg.weight_bits)
+    code_spec, codes_w = crossbar_codes(spec, weights, cfg.weight_bits)
     R, C = cfg.array_rows, cfg.array_cols
     groups, tiles, blocks_g = [], [], {}
     for g, codes, qfs, dg in _plan(code_spec, codes_w, cfg):

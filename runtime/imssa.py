@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .crossbar_io import Crossbar, block_layout, delta_lut, level_steps, load_crossbar
-from .program import programmed_weights
+from .program import crossbar_codes
 from .quant import F32
 from .reference import dequantize_weights, gelu, rotate, sigmoid
 from .spec import CrossbarConfig, Spec, layer_key
@@ -166,13 +166,8 @@ class ImssaStep:
     def __init__(self, spec: Spec, weights: dict, crossbar, cfg: CrossbarConfig):
         self.cb = crossbar if isinstance(crossbar, Crossbar) else load_crossbar(crossbar)
         self.spec, self.cfg = spec, cfg
-        if spec.quant.integer:
-            codes, w = weights, dequantize_weights(spec, weights)
-        elif not spec.quant.any_enabled:
-            codes, w = programmed_weights(spec, weights, self.cb.config.weight_bits)[1], weights
-        else:
-            raise ValueError("ImssaStep needs an integer spec (every group but dt quantized) or "
-                             "a float one (none quantized)")
+        codes = crossbar_codes(spec, weights, self.cb.config.weight_bits)[1]
+        w = dequantize_weights(spec, weights) if spec.quant.integer else weights
         self.w = {k: np.asarray(v, F32) for k, v in w.items()}
         self.mapped = self._mapped_groups()
         self._check(codes)

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import QuantConfig, QuantSpec, Spec, layer_key
+from .spec import QuantConfig, QuantSpec, Spec, SpecError, layer_key
 
 F32 = np.float32
 
 
-def matrix_keys(spec: Spec) -> dict:
-    """{weights key: quantizer group} of every matrix a crossbar can map."""
-    keys = {f"{p}.w": "weights" for p in ["enc", "dec"] + [layer_key(i, "mix")
-                                                           for i in range(spec.model.n_layers)]}
-    for i in range(spec.model.n_layers):
-        keys.update({layer_key(i, n): n for n in "ABCD"})
-    return keys
+def matrix_keys(spec: Spec) -> list:
+    """The weights keys of every matrix a crossbar can map."""
+    layers = range(spec.model.n_layers)
+    return (["enc.w", "dec.w"] + [f"{layer_key(i, 'mix')}.w" for i in layers]
+            + [layer_key(i, n) for i in layers for n in "ABCD"])
 
 
 def quantize_rows(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,14 +62,21 @@ def dequantized(codes: dict) -> dict:
             for k, v in codes.items() if not k.endswith(".scale")}
 
 
-def as_programmed(spec: Spec, w: dict, bits: int, layers: tuple) -> dict:
-    """A float bundle's weights with the matrices of the crossbar groups `layers` ("s4d",
-    "mix", "enc", "dec") replaced by the values their programmed codes stand for: the float
-    model an ideal crossbar computes."""
+def crossbar_codes(spec: Spec, w: dict, bits: int) -> tuple[Spec, dict]:
+    """(spec, weights.npz-style codes and scales) that a bundle's crossbar holds: an integer
+    bundle's own, a float bundle's programmed as `bits`-bit codes; a partly quantized spec
+    has neither."""
+    if spec.quant.integer:
+        return spec, w
+    if spec.quant.any_enabled:
+        raise SpecError("spec.quant: crossbar tables need an integer bundle (every group but dt "
+                        "quantized) or a float one (none quantized)")
+    return programmed_weights(spec, w, bits)
+
+
+def as_programmed(spec: Spec, w: dict, bits: int, keys) -> dict:
+    """A float bundle's weights with the matrices `keys` (those its crossbar maps) replaced
+    by the values their programmed codes stand for: the float model an ideal crossbar
+    computes."""
     deq = dequantized(programmed_weights(spec, w, bits)[1])
-    out = dict(w)
-    for key, group in matrix_keys(spec).items():
-        kind = "mix" if ".mix." in key else (key.split(".")[0] if group == "weights" else "s4d")
-        if kind in layers:
-            out[key] = deq[key]
-    return out
+    return {**w, **{k: deq[k] for k in keys}}

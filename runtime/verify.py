@@ -56,9 +56,9 @@ def parity(bundle: Bundle, steps: int = 1000, batch: int = 4, seed: int = 0) -> 
     if (bundle.path / "crossbar").is_dir():
         im = make_executor(bundle, "imssa", crossbar=CrossbarConfig())
         if not bundle.spec.quant.integer:  # the float model its programmed codes stand for
-            cfg = im.cb.config
+            keys = [k for g in im.mapped for k in im.cb.groups[g]["keys"].values()]
             fl = FloatStep(bundle.spec, as_programmed(bundle.spec, bundle.weights,
-                                                      cfg.weight_bits, cfg.layers))
+                                                      im.cb.config.weight_bits, keys))
             fy, fstates = run_all(fl, xs)
             out["programmed_vs_float_rel"] = float(np.abs(fy - ref).max() / np.abs(ref).max())
         scale = float(np.abs(fy).max())

@@ -64,9 +64,12 @@ def have_piper() -> bool:
 
 
 def have_kokoro() -> bool:
-    from qs4d.models.data.kws_kokoro import DATA_PKG, MODEL_PKGS
+    from qs4d.models.data.kws_kokoro import kokoro_voices
 
-    return all(importlib.util.find_spec(m) is not None for m in (DATA_PKG, *MODEL_PKGS))
+    try:
+        return bool(kokoro_voices())
+    except RuntimeError:
+        return False
 
 
 @pytest.fixture(scope="module")

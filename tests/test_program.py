@@ -46,7 +46,7 @@ def test_float_bundle_carries_tables_of_its_programmed_codes(bundle_path):
     for G in (cb.tables["G_plus"], cb.tables["G_minus"]):
         assert G.min() >= np.float32(cb.config.g_min) and G.max() <= np.float32(cb.config.g_max)
     err = [max(float(np.abs(v - b.weights[k]).max()) for k, v in
-               as_programmed(b.spec, b.weights, bits, ("s4d",)).items()) for bits in (4, 8, 12)]
+               as_programmed(b.spec, b.weights, bits, got).items()) for bits in (4, 8, 12)]
     assert err[0] > err[1] > err[2] > 0
 
 
@@ -57,7 +57,7 @@ def test_imssa_ideal_is_the_programmed_float_model(bundle_path):
     cfg = load_crossbar(path).config.replace(dac_bits=0, adc_bits=0, sigma_prog=0.0,
                                              sigma_read=0.0, drift_nu=0.0, levels=0)
     im = qs4d.load(path, backend="imssa", crossbar=cfg)
-    ref = FloatStep(b.spec, as_programmed(b.spec, b.weights, 8, cfg.layers))
+    ref = FloatStep(b.spec, as_programmed(b.spec, b.weights, 8, decode_codes(im.executor.cb)))
     x = steps_input(b.spec, 200, np.random.default_rng(3), batch=2).transpose(1, 0, 2)  # (T,B,F)
     s_ref = ref.init_state(2)
     for xt in x:
