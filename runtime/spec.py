@@ -274,7 +274,7 @@ class TrainConfig(_Config):
     """A training recipe: float convolution-mode pre-training, optional mode pruning, then
     recurrent-mode QAT fine-tuning (or PTQ: calibration only)."""
 
-    task: str = "toy"  # "toy", "kws", "ecg"
+    task: str = "toy"  # "toy", "kws", "ecg", "sc12", "digits" (TASKS)
     data: str = ""  # data set directory (kws, ecg)
     seed: int = 0
     batch_size: int = 64
@@ -304,10 +304,12 @@ class TrainConfig(_Config):
     band_cutoff_min: float = 0.0  # kws: telephone-band augmentation cuts uniformly in
     # [band_cutoff_min, 4000] Hz instead of at 4000 (0 = at 4000)
     qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
+    fold: str = ""  # digits: the FSDD speaker held out (leave-one-speaker-out test fold)
+    synth: str = ""  # sc12, digits: a `qs4d data kws` build whose clips join the training set
 
     def __post_init__(self):
-        if self.task not in ("toy", "kws", "ecg"):
-            raise SpecError(f"TrainConfig.task: 'toy', 'kws' or 'ecg', got {self.task!r}")
+        if self.task not in TASKS:
+            raise SpecError(f"TrainConfig.task: one of {TASKS}, got {self.task!r}")
         if self.noise_kind not in ("weight", "read"):
             raise SpecError(f"TrainConfig.noise_kind: 'weight' or 'read', got {self.noise_kind!r}")
         if self.batch_size < 1:
@@ -326,9 +328,14 @@ class TrainConfig(_Config):
         kws_only = [n for n in ("feat_warp", "feat_eq_db", "loud_noise_clips", "f_max",
                                 "band_cutoff_min")
                     if getattr(self, n)]
-        if kws_only and self.task != "kws":
-            raise SpecError(f"TrainConfig.{kws_only[0]}: keyword spotting only (task 'kws'), "
-                            f"got task {self.task!r}")
+        if kws_only and self.task not in KWS_TASKS:
+            raise SpecError(f"TrainConfig.{kws_only[0]}: keyword spotting only (tasks "
+                            f"{KWS_TASKS}), got task {self.task!r}")
+        if self.synth and self.task not in REAL_KWS_TASKS:
+            raise SpecError(f"TrainConfig.synth: tasks {REAL_KWS_TASKS} only, got {self.task!r}")
+        if bool(self.fold) != (self.task == "digits"):
+            raise SpecError("TrainConfig.fold: the digits task needs it (an FSDD speaker), other "
+                            f"tasks take none; got task {self.task!r}, fold {self.fold!r}")
         if self.logit_adjust < 0:
             raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
         if not 0.0 <= self.qat_distill <= 1.0:
@@ -340,6 +347,11 @@ class TrainConfig(_Config):
                             f"{self.band_cutoff_min}")
         if self.f_max and not 1000.0 <= self.f_max <= 8000.0:
             raise SpecError(f"TrainConfig.f_max: 0 (the task's) or 1000..8000 Hz, got {self.f_max}")
+
+
+TASKS = ("toy", "kws", "ecg", "sc12", "digits")
+KWS_TASKS = ("kws", "sc12", "digits")  # keyword spotting: the kws-only train options apply
+REAL_KWS_TASKS = ("sc12", "digits")  # on real speakers (models/real_kws_task.py)
 
 
 @dataclass(frozen=True)
