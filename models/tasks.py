@@ -61,6 +61,10 @@ def load_task(cfg: TrainConfig) -> Task:
         from .kws_task import kws_task
 
         return kws_task(cfg)
+    if cfg.task in ("sc12", "digits"):
+        from .real_kws_task import real_kws_task
+
+        return real_kws_task(cfg)
     if cfg.task == "ecg":
         from .ecg_task import ecg_task
 
