@@ -12,17 +12,19 @@ from pathlib import Path
 import pytest
 
 from qs4d.models.config import load_recipe
+from qs4d.runtime.spec import TASKS
 
 # S4D recipes; a DS-CNN baseline recipe ([dscnn] table) is tested in tests/test_dscnn.py
 RECIPES = sorted(p for p in (Path(__file__).resolve().parents[1] / "models" / "recipes")
                  .glob("*.toml") if "dscnn" not in tomllib.loads(p.read_text()))
-WINDOW_STEPS = {"kws": 98, "ecg": 248}  # 1-s clip at a 10-ms hop; 2.75-s beat window at 90 Hz
+# 1-s clip at a 10-ms hop; 2.75-s beat window at 90 Hz
+WINDOW_STEPS = {"kws": 98, "sc12": 98, "digits": 98, "ecg": 248}
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_loads(path):
     tcfg, mcfg, qcfg = load_recipe(str(path))
-    assert tcfg.task in ("toy", "kws", "ecg")
+    assert tcfg.task in TASKS
 
 
 @pytest.mark.parametrize("path", [p for p in RECIPES if p.stem.split("-")[0] in WINDOW_STEPS],
