@@ -116,6 +116,8 @@ class Detector:
         if z.ndim != 2 or z.shape[1] != self.K:
             raise ValueError(f"Detector: logits of shape {z.shape}, expected (T, {self.K})")
         W, by_logits = self.cfg.smooth_steps, self.cfg.smooth == "logits"
+        if not len(z):  # a chunk that completed no step: nothing to smooth, window unchanged
+            return np.zeros((0, self.K))
         new = np.asarray(z, np.float64) if by_logits else softmax(z)  # (T, K)
         p = np.concatenate([self._hist, new])  # (W-1+T, K)
         win = np.lib.stride_tricks.sliding_window_view(p, W, axis=0)  # (T, K, W)

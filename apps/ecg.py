@@ -24,8 +24,18 @@ import time
 import numpy as np
 
 from qs4d.runtime.backends import BACKENDS
+from qs4d.runtime.cliargs import (
+    ArgParser,
+    nonneg_float,
+    nonneg_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 from qs4d.runtime.ecg import AAMI_CLASSES, BeatStream
 from qs4d.runtime.ecg_metrics import class_report, detection_stats
+from qs4d.runtime.errors import UsageError
+from qs4d.runtime.spec import MAX_SAMPLE_RATE
 from qs4d.runtime.stream import load
 
 from . import ecg_io
@@ -103,8 +113,8 @@ def _plot_start(times: np.ndarray, labels: list, duration: float, seconds: float
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qs4d ecg", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(prog="qs4d ecg", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="bundle directory with an ecg front end")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--record208", action="store_true", help="bundled MIT-BIH 208 excerpt "
@@ -115,19 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="stream at real-time pace")
     pace.add_argument("--fast", action="store_true", help="as fast as possible (the default)")
-    p.add_argument("--fs", type=int, help="rate of --csv (one column) or --stdin samples")
-    p.add_argument("--seconds", type=float, help="use only the first S seconds")
-    p.add_argument("--chunk-ms", type=float, help=f"signal per chunk (default "
+    p.add_argument("--fs", type=positive_int, help="rate of --csv (one column) or --stdin samples")
+    p.add_argument("--seconds", type=positive_float, help="use only the first S seconds")
+    p.add_argument("--chunk-ms", type=positive_float, help=f"signal per chunk (default "
                    f"{PACED_CHUNK_MS:g} at --realtime and from --stdin, {FAST_CHUNK_MS:g} as "
                    f"fast as possible from a file)")
     p.add_argument("--backend", choices=BACKENDS, help="default: numpy as fast as possible "
                    "from a file (whole chunks layer-major, runtime/chunked.py), onnx at "
                    "real-time pace and from --stdin (one graph call per sample); integer "
                    "bundles give bit-identical events on both")
-    p.add_argument("--plot", metavar="PNG", help="write a 10-s strip with beats by class")
-    p.add_argument("--plot-start", type=float, help="strip start (s); default: most ectopy")
+    p.add_argument("--plot", metavar="PNG", type=output_file, help="write a 10-s strip with beats by class")
+    p.add_argument("--plot-start", type=nonneg_float, help="strip start (s); default: most ectopy")
     p.add_argument("--quiet", action="store_true", help="no line per beat")
-    p.add_argument("--print-limit", type=int, help="print at most N beat lines")
+    p.add_argument("--print-limit", type=nonneg_int, help="print at most N beat lines")
     return p
 
 
@@ -141,6 +151,8 @@ def default_backend(args) -> str:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.backend = default_backend(args)
+    if args.fs is not None and args.fs > MAX_SAMPLE_RATE:
+        raise UsageError(f"argument --fs: at most {MAX_SAMPLE_RATE} Hz, got {args.fs}")
     model = load(args.bundle, backend=args.backend)
     fe = model.spec.frontend
     if fe.kind != "ecg":
@@ -148,11 +160,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     fs, labels = fe.sample_rate, tuple(model.labels)
-    try:
-        rec, source = _record(args, fs)
-    except (OSError, ValueError) as e:
-        print(f"qs4d ecg: {e}", file=sys.stderr)
-        return 2
+    rec, source = _record(args, fs)  # an unreadable file is an InputError (exit 1)
     steps = FeatureSteps(model)
     beats = BeatStream(steps, fe, labels=labels)
     name = rec.name if rec is not None else "stdin"

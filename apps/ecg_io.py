@@ -7,19 +7,25 @@ Glossary: L samples, n annotated beats.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from qs4d.runtime.errors import InputError, UsageError
 from qs4d.runtime.records import load_record208
+from qs4d.runtime.spec import MAX_SAMPLE_RATE
 
 from .sources import Chunk, paced_chunks, resample
 
 # MIT-BIH beat symbol -> AAMI class (ANSI/AAMI EC57); other annotations are not beats.
 AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("aAJS", "S"),
                   **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ", "Q")}
+
+
+MAX_MV = 1e6  # |sample| in mV; an ECG is a few mV, a saturated amplifier some hundreds
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,15 @@ def read_wfdb(path: str | Path, lead: str = "MLII") -> Record:
     for ext in (".hea", ".dat"):
         if path.endswith(ext):
             path = path[: -len(ext)]
-    rec = wfdb.rdrecord(path)
+    try:
+        rec = wfdb.rdrecord(path)
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such WFDB record ({e.filename or path})") from None
+    except (ValueError, IndexError, KeyError, TypeError, EOFError, AttributeError) as e:
+        raise InputError(f"{path}: cannot read as a WFDB record ({type(e).__name__}: "
+                         f"{e})") from None
+    if rec.p_signal is None or not rec.fs or not 1 <= rec.fs <= MAX_SAMPLE_RATE:
+        raise InputError(f"{path}: no physical signal or a rate of {rec.fs} Hz")
     names = list(rec.sig_name or [])
     ch = names.index(lead) if lead in names else 0
     x = np.asarray(rec.p_signal[:, ch], np.float32)  # (L,)
@@ -73,30 +87,50 @@ def _parse_rows(lines: list[str]) -> np.ndarray:
             continue
         parts = s.replace(";", ",").replace("\t", ",").replace(" ", ",").split(",")
         try:
-            rows.append([float(p) for p in parts if p != ""])
+            row = [float(p) for p in parts if p != ""]
         except ValueError:
             if rows:
-                raise ValueError(f"line {i + 1}: not numeric: {s[:60]!r}") from None
-    if not rows or len({len(r) for r in rows}) != 1:
-        raise ValueError("expected rows with the same number of numeric columns")
+                raise InputError(f"line {i + 1}: not numeric: {s[:60]!r}") from None
+            continue  # a header
+        if not all(math.isfinite(v) for v in row):
+            raise InputError(f"line {i + 1}: not a finite number: {s[:60]!r} (ECG samples "
+                             f"must be finite; fill or cut the gap first)")
+        if rows and len(row) != len(rows[0]):
+            raise InputError(f"line {i + 1}: {len(row)} columns, the lines before have "
+                             f"{len(rows[0])}")
+        rows.append(row)
+    if not rows:
+        raise InputError("no numeric rows")
     return np.asarray(rows, np.float64)  # (L, columns)
 
 
 def read_csv(path: str | Path, fs: int | None) -> Record:
     """One column: samples in mV at fs. Two or more: time (s) and mV; fs from the times."""
     try:
-        a = _parse_rows(Path(path).read_text().splitlines())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from e
+        a = _parse_rows(Path(path).read_text(errors="replace").splitlines())
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
     if a.shape[1] == 1:
         if fs is None:
-            raise ValueError(f"{path}: one column of samples; give its rate with --fs")
-        return Record(Path(path).name, a[:, 0].astype(np.float32), int(fs))
+            raise UsageError(f"{path}: one column of samples; give its rate with --fs")
+        return Record(Path(path).name, _mv(a[:, 0], path), int(fs))
     dt = np.diff(a[:, 0])
     if not len(dt) or not (dt > 0).all():
-        raise ValueError(f"{path}: first column must be increasing times in seconds")
+        raise InputError(f"{path}: first column must be increasing times in seconds")
     rate = int(round(1.0 / float(np.median(dt))))
-    return Record(Path(path).name, a[:, 1].astype(np.float32), rate)
+    if not 1 <= rate <= MAX_SAMPLE_RATE:
+        raise InputError(f"{path}: the times give {rate} Hz, expected 1..{MAX_SAMPLE_RATE}")
+    return Record(Path(path).name, _mv(a[:, 1], path), rate)
+
+
+def _mv(x: np.ndarray, where) -> np.ndarray:
+    """float32 millivolts; values beyond float32 are refused, not made infinite."""
+    if len(x) and np.abs(x).max() > MAX_MV:
+        raise InputError(f"{where}: a sample of {np.abs(x).max():.3g} mV; ECG in millivolts "
+                         f"stays within +-{MAX_MV:g}")
+    return x.astype(np.float32)
 
 
 def conform(rec: Record, fs: int) -> Record:
@@ -116,15 +150,24 @@ def chunks(x: np.ndarray, fs: int, chunk_s: float, realtime: bool):
 
 
 def text_chunks(f, fs: int, chunk_s: float):
-    """Samples in mV, one number per line, from a text stream; paced by the producer."""
+    """Samples in mV, one number per line (or the last of comma-separated values), from a
+    text stream; paced by the producer. A line that is not a finite number is an InputError
+    naming it."""
     n = max(1, int(round(chunk_s * fs)))
     buf: list[float] = []
     seen = 0
-    for line in f:
+    for i, line in enumerate(f):
         s = line.strip()
         if not s:
             continue
-        buf.append(float(s.split(",")[-1]))
+        try:
+            v = float(s.split(",")[-1])
+        except ValueError:
+            raise InputError(f"stdin line {i + 1}: not a number: {s[:60]!r}") from None
+        if not math.isfinite(v) or abs(v) > MAX_MV:
+            raise InputError(f"stdin line {i + 1}: {s[:60]!r} is not a finite sample within "
+                             f"+-{MAX_MV:g} mV")
+        buf.append(v)
         if len(buf) == n:
             seen += n
             yield Chunk(np.asarray(buf, np.float32), seen / fs, time.perf_counter())

@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qs4d.runtime.backends import BACKENDS
+from qs4d.runtime.cliargs import ArgParser, nonneg_float, positive_float, positive_int
+from qs4d.runtime.errors import UsageError
+from qs4d.runtime.spec import MAX_SAMPLE_RATE
 from qs4d.runtime.stream import load
 
 from .detect import (
@@ -129,28 +132,28 @@ def summary(st: RunStats, fast: bool) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qs4d kws", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(prog="qs4d kws", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", nargs="?", help="bundle directory with a logmel front end")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wav", nargs="+", metavar="FILE", help="WAV files (any rate/channels)")
     src.add_argument("--mic", action="store_true", help="live microphone")
     src.add_argument("--stdin", action="store_true", help="raw int16 mono on stdin")
     p.add_argument("--device", help="input device index or name (see --list-devices)")
-    p.add_argument("--device-rate", type=int, help="force the capture rate of --mic")
+    p.add_argument("--device-rate", type=positive_int, help="force the capture rate of --mic")
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of --stdin")
-    p.add_argument("--seconds", type=float, help="stop --mic after this much audio")
+    p.add_argument("--rate", type=positive_int, default=16000, help="sample rate of --stdin")
+    p.add_argument("--seconds", type=positive_float, help="stop --mic after this much audio")
     p.add_argument("--fast", action="store_true", help="WAV as fast as possible")
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
-    p.add_argument("--threshold", type=float, default=APP_THRESHOLD)
-    p.add_argument("--smooth-ms", type=float, default=APP_SMOOTH_MS)
+    p.add_argument("--threshold", type=positive_float, default=APP_THRESHOLD)
+    p.add_argument("--smooth-ms", type=nonneg_float, default=APP_SMOOTH_MS)
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=APP_SMOOTH,
                    help="average posteriors or logits over the window (apps/detect.py)")
-    p.add_argument("--hold-ms", type=float, default=0.0,
+    p.add_argument("--hold-ms", type=nonneg_float, default=0.0,
                    help="after a crossing, fire the best keyword of this span (peak picking)")
-    p.add_argument("--refractory-ms", type=float, default=800.0)
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk")
+    p.add_argument("--refractory-ms", type=nonneg_float, default=800.0)
+    p.add_argument("--chunk-ms", type=positive_float, default=100.0, help="audio per chunk")
     p.add_argument("--no-live", action="store_true", help="no live level line on a terminal")
     return p
 
@@ -168,14 +171,19 @@ def main(argv: list[str]) -> int:
     if not (args.wav or args.mic or args.stdin):
         print("qs4d kws: choose a source: --wav FILE..., --mic or --stdin", file=sys.stderr)
         return 2
+    if args.rate > MAX_SAMPLE_RATE or (args.device_rate or 0) > MAX_SAMPLE_RATE:
+        raise UsageError(f"--rate/--device-rate: at most {MAX_SAMPLE_RATE} Hz")
     model = load(args.bundle, backend=args.backend)
     fe = model.spec.frontend
     if fe.kind != "logmel":
         print(f"qs4d kws: {args.bundle} has a {fe.kind!r} front end; keyword spotting needs "
               f"'logmel'", file=sys.stderr)
         return 2
-    cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms, args.refractory_ms,
-                                 smooth=args.smooth, hold_ms=args.hold_ms)
+    try:
+        cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms,
+                                     args.refractory_ms, smooth=args.smooth, hold_ms=args.hold_ms)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     detector = Detector(model.labels, cfg)
     rate = fe.sample_rate
     if args.wav:

@@ -16,15 +16,26 @@ import logging
 import queue
 import time
 
+from qs4d.runtime.errors import InputError
+
 from .sources import Chunk, StreamResampler
 
 log = logging.getLogger(__name__)
 
 
 def _sd():
-    import sounddevice  # noqa: TID251 (lazy: only the microphone source needs it)
-
+    try:
+        import sounddevice  # noqa: TID251 (lazy: only the microphone source needs it)
+    except OSError as e:  # the package is there, the PortAudio library is not
+        raise InputError(f"microphone: PortAudio is not available ({e})") from None
     return sounddevice
+
+
+def _no_audio(what: str, e: Exception) -> InputError:
+    """A PortAudio failure (no device, a busy or vanished one) as one line."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return InputError(f"{what}: no usable audio input ({first}); see `qs4d kws "
+                      f"--list-devices`")
 
 
 def rescan_devices() -> None:
@@ -45,7 +56,10 @@ def parse_device(text: str | None):
 def list_devices() -> str:
     """The input devices PortAudio sees, one per line, the default marked with '*'."""
     sd = _sd()
-    devs = sd.query_devices()
+    try:
+        devs = sd.query_devices()
+    except sd.PortAudioError as e:
+        raise _no_audio("list devices", e) from None
     try:
         default_in = sd.default.device[0]
     except (TypeError, IndexError):
@@ -73,7 +87,10 @@ class MicSource:
                  queue_blocks: int = 100):
         sd = _sd()
         self.rate, self.device, self.max_seconds = rate, device, max_seconds
-        self.capture_rate = device_rate or self._pick_rate(sd, rate, device)
+        try:
+            self.capture_rate = device_rate or self._pick_rate(sd, rate, device)
+        except (sd.PortAudioError, ValueError) as e:
+            raise _no_audio(f"mic:{device if device is not None else 'default'}", e) from None
         self.resampler = StreamResampler(self.capture_rate, rate)
         self.block = max(1, int(round(self.capture_rate * chunk_ms / 1000.0)))
         self.name = f"mic:{device if device is not None else 'default'}"
@@ -108,16 +125,19 @@ class MicSource:
         sd = _sd()
         n_out = 0
         limit = None if self.max_seconds is None else int(round(self.max_seconds * self.rate))
-        stream = sd.InputStream(samplerate=self.capture_rate, blocksize=self.block,
-                                device=self.device, channels=1, dtype="float32",
-                                callback=self._callback)
+        try:
+            stream = sd.InputStream(samplerate=self.capture_rate, blocksize=self.block,
+                                    device=self.device, channels=1, dtype="float32",
+                                    callback=self._callback)
+        except (sd.PortAudioError, ValueError) as e:
+            raise _no_audio(self.name, e) from None
         with stream:
             while not self._stop and (limit is None or n_out < limit):
                 try:
                     x, wall = self._q.get(timeout=2.0)
                 except queue.Empty:
                     if not stream.active:
-                        raise RuntimeError(f"{self.name}: the input stream stopped") from None
+                        raise InputError(f"{self.name}: the input stream stopped") from None
                     continue
                 y = self.resampler.process(x)
                 if limit is not None:

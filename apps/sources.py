@@ -10,7 +10,9 @@ Glossary: L samples in a chunk, C channels, J taps per polyphase branch.
 from __future__ import annotations
 
 import math
+import struct
 import time
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,9 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import firwin, resample_poly
+
+from qs4d.runtime.errors import InputError
+from qs4d.runtime.spec import MAX_SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -35,23 +40,51 @@ def to_float_mono(x: np.ndarray) -> np.ndarray:
     elif x.dtype.kind == "i":
         y = x.astype(np.float32) / float(2 ** (8 * x.dtype.itemsize - 1))
     elif x.dtype.kind == "f":
-        y = x.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = x.astype(np.float32)
     else:
         raise ValueError(f"unsupported sample dtype {x.dtype}")
     if y.ndim == 2:
-        y = y.mean(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = y.mean(axis=1)
     if y.ndim != 1:
         raise ValueError(f"expected samples of shape (L,) or (L, C), got {x.shape}")
     return y
 
 
+# A float WAV's full scale is +-1; beyond this peak the file is not audio at float scale
+# (integer samples stored as float, or garbage), and would be heard as a deafening shout.
+MAX_FLOAT_PEAK = 4.0
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """(samples (L,) float32 mono, rate) of a WAV file."""
+    """(samples (L,) float32 mono, rate) of a WAV file; an unreadable file, a rate of 0 or
+    beyond MAX_SAMPLE_RATE, and float samples that are not finite or peak beyond
+    MAX_FLOAT_PEAK are InputErrors naming the file."""
     try:
-        rate, x = wavfile.read(str(path))
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: cannot read as WAV ({e})") from e
-    return to_float_mono(x), int(rate)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, x = wavfile.read(str(path))
+    except FileNotFoundError as e:
+        raise InputError(f"{path}: no such file") from e
+    except (ValueError, OSError, EOFError, struct.error, TypeError, IndexError, KeyError,
+            MemoryError, OverflowError) as e:
+        raise InputError(f"{path}: cannot read as WAV ({type(e).__name__}: {e})") from None
+    if not 1 <= int(rate) <= MAX_SAMPLE_RATE:
+        raise InputError(f"{path}: sample rate {rate} Hz, expected 1..{MAX_SAMPLE_RATE}")
+    try:
+        y = to_float_mono(x)
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+    if x.dtype.kind == "f" and len(y):
+        if not np.isfinite(y).all():
+            i = int(np.argmax(~np.isfinite(y)))
+            raise InputError(f"{path}: sample {i} is {y[i]} (float samples must be finite)")
+        peak = float(np.abs(y).max())
+        if peak > MAX_FLOAT_PEAK:
+            raise InputError(f"{path}: float samples peak at {peak:.3g}, but their full scale "
+                             f"is 1 (at most {MAX_FLOAT_PEAK:g} accepted): normalize the file")
+    return y, int(rate)
 
 
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -10,16 +10,20 @@ data. Float checkpoints get `step.onnx` = `step_float.onnx` semantics (float gra
 from __future__ import annotations
 
 import argparse
+import pickle
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from qs4d.runtime.cliargs import ArgParser
+from qs4d.runtime.errors import InputError
 from qs4d.runtime.reference import dequantize_weights
-from qs4d.runtime.spec import CrossbarConfig, Spec
+from qs4d.runtime.spec import CrossbarConfig, Spec, SpecError
 
-from .bundle import write_bundle
+from .bundle import check_out, write_bundle
 from .onnx_step import float_model, integer_model
 from .weights import model_weights
 
@@ -35,8 +39,11 @@ def make_spec(model, frontend, labels, metrics: dict, name: str = "") -> Spec:
 
 def export_model(model, out: str | Path, *, frontend, labels, metrics: dict | None = None,
                  name: str = "", calib_x: np.ndarray | None = None,
-                 crossbar: CrossbarConfig | None = None, card: str | None = None) -> Path:
-    """Write the bundle of a trained model. calib_x (T, B, F) calibrates the DAC/ADC ranges."""
+                 crossbar: CrossbarConfig | None = None, card: str | None = None,
+                 force: bool = False) -> Path:
+    """Write the bundle of a trained model. calib_x (T, B, F) calibrates the DAC/ADC ranges.
+    An existing `out` must be an empty folder or a bundle (replaced atomically) unless force."""
+    check_out(out, force)
     spec = make_spec(model, frontend, labels, metrics or {}, name)
     w = model_weights(model)
     if spec.quant.integer:
@@ -50,7 +57,8 @@ def export_model(model, out: str | Path, *, frontend, labels, metrics: dict | No
     for m in (onnx_int, onnx_f):
         onnx.checker.check_model(m, full_check=True)
     return write_bundle(out, spec, w, onnx_int=onnx_int.SerializeToString(),
-                        onnx_float=onnx_f.SerializeToString(), crossbar=xbar, card=card)
+                        onnx_float=onnx_f.SerializeToString(), crossbar=xbar, card=card,
+                        force=force)
 
 
 def calibration_inputs(ckpt: dict, n: int, seed: int = 0) -> np.ndarray:
@@ -66,10 +74,13 @@ def calibration_inputs(ckpt: dict, n: int, seed: int = 0) -> np.ndarray:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qs4d export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(prog="qs4d export", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint")
-    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--out", required=True, help="bundle directory to write: a new path, an "
+                   "empty folder or a bundle (replaced atomically: written beside it, renamed)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it is a file or a folder that is not a bundle")
     p.add_argument("--name", default="", help="model name recorded in spec.json")
     p.add_argument("--calib", type=int, default=16, help="examples for DAC/ADC calibration")
     p.add_argument("--array", type=int, default=128, help="crossbar array size (rows = cols)")
@@ -89,7 +100,18 @@ def main(argv: list[str]) -> int:
     from qs4d.models import checkpoint
 
     args = build_parser().parse_args(argv)
-    model, ckpt = checkpoint.load(args.checkpoint)
+    check_out(args.out, args.force)  # before any work
+    try:
+        model, ckpt = checkpoint.load(args.checkpoint)
+    except FileNotFoundError:
+        raise InputError(f"{args.checkpoint}: no such file") from None
+    except (RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as e:
+        if isinstance(e, SpecError):
+            raise
+        raise InputError(f"{args.checkpoint}: not a readable qs4d checkpoint "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                         ) from None
     model.eval()
     xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
                           array_rows=args.array, array_cols=args.array,
@@ -114,6 +136,6 @@ def main(argv: list[str]) -> int:
                           data=tcfg.data or f"task {tcfg.task!r} (generated)")
     out = export_model(model, args.out, frontend=ckpt["frontend_cfg"], labels=ckpt["labels"],
                        metrics=ckpt["metrics"], name=args.name, calib_x=calib, crossbar=xcfg,
-                       card=card)
+                       card=card, force=args.force)
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ COMMANDS = {
     "data": ("qs4d.models.data.cli", "build data sets (kws, ecg)"),
     "kws": ("qs4d.apps.kws", "keyword spotting from a microphone or WAV file"),
     "ecg": ("qs4d.apps.ecg", "streaming ECG beat classification"),
+    "ecg-report": ("qs4d.apps.ecg_report", "AAMI inter-patient report over WFDB records"),
     "profile": ("qs4d.apps.profile", "latency, throughput, memory and energy per backend"),
     "sweep": ("qs4d.models.sweep", "grids of training and evaluation runs"),
 }
@@ -25,18 +26,64 @@ COMMANDS = {
 # Commands that run bundles: numpy's BLAS gets one thread (set before numpy loads), like
 # ONNX Runtime's sessions. The runtime's matrices are small; a second BLAS thread gains little
 # and, on a loaded machine, spin-waits for a core (the numpy chunk runner ran 5-100x slower).
-RUNTIME_COMMANDS = ("kws", "ecg", "profile", "verify")
+RUNTIME_COMMANDS = ("kws", "ecg", "ecg-report", "profile", "verify")
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def usage() -> str:
-    lines = ["usage: qs4d COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: qs4d [--debug] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<8} {doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += ["", "Errors print one line and exit 1 (2: a usage error); --debug keeps the "
+              "traceback."]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch; expected failures (docs/errors.md) become one line on stderr and exit code 1
+    (2 for a usage error); `--debug` anywhere before `--` keeps their tracebacks."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end] or os.environ.get("QS4D_DEBUG") == "1"
+    argv = [a for i, a in enumerate(argv) if a != "--debug" or i >= end]
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("qs4d: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        code = expected_failure(e)
+        if code is None or debug:
+            raise
+        name = argv[0] if argv and argv[0] in COMMANDS else ""
+        print(f"qs4d{' ' + name if name else ''}: {one_line(e)}", file=sys.stderr)
+        return code
+
+
+def expected_failure(e: BaseException) -> int | None:
+    """The exit code of an expected failure (2 usage, 1 runtime), None for a bug."""
+    from qs4d.runtime.errors import Qs4dError, UsageError
+
+    if isinstance(e, UsageError):
+        return 2
+    if isinstance(e, (Qs4dError, OSError, MemoryError)):
+        return 1
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """The error's message on one line (a file system error with its path)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    elif isinstance(e, MemoryError):
+        msg = f"out of memory ({e})" if str(e) else "out of memory"
+    else:
+        msg = str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0

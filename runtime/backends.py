@@ -10,10 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from .bundle import Bundle, BundleError
+from .chunked import chunk_executor
 from .reference import FloatStep, IntegerStep, dequantize_weights
 from .spec import ONNX_FILE, ONNX_FLOAT_FILE, ONNX_SPEC_KEY, CrossbarConfig, Spec, SpecError
 
 BACKENDS = ("onnx", "imssa", "numpy")
+# The onnx backend's load-time check against the numpy reference (OnnxStep._check_against):
+# streams x steps; docs/errors.md gives what it catches and costs.
+CHECK_LANES, CHECK_STEPS = 8, 128
 # state input type of a step graph -> state arrays: int8 codes (the 8-bit integer graph),
 # int32 codes (other integer graphs), float32 (float graphs)
 STATE_DTYPES = {"tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(float)": np.float32}
@@ -33,7 +37,7 @@ def session_options(threads: int = 1):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.disable_quant_qdq", "1")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors reach the caller as exceptions
     return so
 
 
@@ -74,9 +78,12 @@ class OnnxStep:
         self._run = session_runner(self.sess)
         self._check_against(bundle, path, float_graph)
 
-    def _check_against(self, bundle: Bundle, path, float_graph: bool, steps: int = 8) -> None:
+    def _check_against(self, bundle: Bundle, path, float_graph: bool,
+                       steps: int = CHECK_STEPS) -> None:
         """Refuse a graph whose spec or arithmetic disagrees with spec.json and weights.npz:
-        a few seeded steps must equal the numpy reference (bit for bit when integer)."""
+        `check_inputs` (seeded, CHECK_LANES streams from silence to saturation) must give the
+        numpy reference's logits at every step and its final state (bit for bit when
+        integer). An altered constant of the graph (manifest re-hashed) changes them."""
         meta = self.sess.get_modelmeta().custom_metadata_map.get(ONNX_SPEC_KEY)
         try:
             same = meta is not None and Spec.from_json(meta).to_dict() == bundle.spec.to_dict()
@@ -85,18 +92,30 @@ class OnnxStep:
         if not same:
             raise BundleError(f"{path}: metadata {ONNX_SPEC_KEY!r} differs from spec.json")
         ref = make_executor(bundle, "numpy", float_graph=float_graph)
-        rng = np.random.default_rng(0)
-        xs = rng.standard_normal((steps, 2, bundle.spec.model.d_input)).astype(np.float32)
-        s_ref, s_onnx = ref.init_state(2), self.init_state(2)
         exact = self.state_dtype != np.float32
-        for x in xs:
-            y_ref, s_ref = ref(x, s_ref)
-            y, s_onnx = self(x, s_onnx)
-            bad = (not np.array_equal(y, y_ref)) if exact else \
-                not np.allclose(y, y_ref, rtol=1e-4, atol=1e-5 * (1 + np.abs(y_ref).max()))
+        xs = check_inputs(bundle.spec.model.d_input, steps, extreme=exact)  # (B, T, F)
+        # integer: the chunk runner, bit-exact and fast; float: the step loop (same rounding)
+        run = chunk_executor(ref) if exact else None
+        if run is None:
+            run = lambda x, s: _step_all(ref, x, s)  # noqa: E731
+        y_ref, s_ref = run(xs, ref.init_state(len(xs)))
+        try:
+            y, s_onnx = _step_all(self, xs, self.init_state(len(xs)))
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"{path}: ONNX Runtime failed to run the graph ({e})") from e
+        for what, a, b in [("logits", y, y_ref)] + [
+                (f"state {i}", s1, s2) for i, (s1, s2) in enumerate(zip(s_onnx, s_ref))]:
+            a, b = np.asarray(a), np.asarray(b)
+            if exact:
+                bad = a.shape != b.shape or not np.array_equal(a.astype(np.int64),
+                                                               b.astype(np.int64))
+            else:
+                tol = 1e-5 * (1 + float(np.abs(b).max()))
+                bad = a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=tol)
             if bad:
-                raise BundleError(f"{path}: the graph disagrees with weights.npz "
-                                  f"(max |diff| {np.abs(y - y_ref).max():.3g})")
+                diff = np.abs(a.astype(np.float64) - b).max() if a.shape == b.shape else "shape"
+                raise BundleError(f"{path}: the graph disagrees with weights.npz ({what}, "
+                                  f"max |diff| {diff})")
 
     def init_state(self, batch: int) -> list:
         H = self.spec.model.d_model
@@ -107,6 +126,31 @@ class OnnxStep:
         feeds["x"] = np.ascontiguousarray(x, dtype=np.float32)
         y, *new_state = self._run(self.out_names, feeds, None)
         return y, new_state
+
+
+def check_inputs(F: int, steps: int, extreme: bool = True) -> np.ndarray:
+    """(CHECK_LANES, steps, F) seeded load-check inputs: Gaussian features at scales from
+    near-silence to far beyond any quantizer's range (extreme; else up to 4), with runs of
+    zeros and (extreme) steps of +-saturation, so that an integer graph's check visits the
+    codes' extremes as well as the middle. Float graphs agree with the reference only to
+    rounding, which inputs far out of range amplify: they get the moderate lanes."""
+    rng = np.random.default_rng(0)
+    scales = np.geomspace(0.3, 30.0 if extreme else 3.0, CHECK_LANES)[:, None, None]  # (B,1,1)
+    x = rng.standard_normal((CHECK_LANES, steps, F)) * scales  # (B, T, F)
+    x[:, steps // 4: steps // 4 + 8] = 0.0
+    if extreme:
+        x[-1, steps // 2: steps // 2 + 4] = 1e4
+        x[-2, steps // 2: steps // 2 + 4] = -1e4
+    return x.astype(np.float32)
+
+
+def _step_all(ex, xs: np.ndarray, state: list):
+    """Step an executor over (B, T, F): logits (B, T, K) and the final state."""
+    out = []
+    for t in range(xs.shape[1]):
+        y, state = ex(xs[:, t], state)
+        out.append(y)
+    return np.stack(out, axis=1), state
 
 
 def make_executor(bundle: Bundle, backend: str, crossbar: CrossbarConfig | None = None,
@@ -122,7 +166,7 @@ def make_executor(bundle: Bundle, backend: str, crossbar: CrossbarConfig | None 
         from .crossbar_io import load_crossbar
         from .imssa import ImssaStep
 
-        tables = load_crossbar(bundle.path)
+        tables = load_crossbar(bundle.path, spec)
         cfg = crossbar if crossbar is not None else tables.config
         return ImssaStep(spec, w, tables, cfg)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

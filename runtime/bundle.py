@@ -7,13 +7,12 @@ shape and dtype checks is refused with a `BundleError` that names the file and t
 from __future__ import annotations
 
 import hashlib
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import safe_io
 from .quant import qrange
 from .spec import (
     MANIFEST_FILE,
@@ -29,6 +28,13 @@ class BundleError(SpecError):
     """A bundle file is missing, corrupted or inconsistent; the message names file and field."""
 
 
+# Caps on what a bundle may declare, checked before anything is read, allocated or inflated.
+MAX_FILE_BYTES = 256 << 20  # any one file (the zoo's largest is 4 MB)
+MAX_FILES = 100_000  # files listed in the manifest
+MAX_SPEC_BYTES = 4 << 20  # spec.json
+MAX_WEIGHT_BYTES = 256 << 20  # the tensors of weights.npz, as their .npy headers declare them
+
+
 @dataclass(frozen=True)
 class Bundle:
     path: Path
@@ -40,6 +46,14 @@ class Bundle:
         if name not in self.manifest["files"]:
             raise BundleError(f"{self.path / MANIFEST_FILE}: no file {name!r} in this bundle")
         return self.path / name
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the sha256 of spec.json and weights.npz (from the checked manifest): the
+        model's identity, unchanged by a re-export of its graphs or its model card."""
+        files = self.manifest["files"]
+        text = "\n".join(f"{n} {files[n]['sha256']}" for n in (SPEC_FILE, WEIGHTS_FILE))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def sha256(path: Path) -> str:
@@ -54,13 +68,12 @@ def read_manifest(path: Path) -> dict:
     mpath = path / MANIFEST_FILE
     if not mpath.is_file():
         raise BundleError(f"{mpath}: missing (is {path} a qs4d bundle?)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{mpath}: not valid JSON ({e})") from e
+    manifest = safe_io.read_json(mpath, BundleError, MAX_FILES * 200, "a bundle manifest")
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
         raise BundleError(f"{mpath}.files: missing or not an object")
+    if len(files) > MAX_FILES:
+        raise BundleError(f"{mpath}.files: {len(files)} files, more than {MAX_FILES}")
     return manifest
 
 
@@ -76,6 +89,13 @@ def check_files(path: Path, manifest: dict) -> None:
             raise BundleError(f"{mpath}.files: path {name!r} leaves the bundle")
         if not isinstance(entry, dict) or not {"sha256", "size"} <= set(entry):
             raise BundleError(f"{mpath}.files[{name!r}]: needs sha256 and size")
+        size, digest = entry["size"], entry["sha256"]
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
+            raise BundleError(f"{mpath}.files[{name!r}].size: an integer in 0..{MAX_FILE_BYTES}"
+                              f", got {size!r:.40}")
+        if not isinstance(digest, str) or len(digest) != 64:
+            raise BundleError(f"{mpath}.files[{name!r}].sha256: 64 hex digits, got "
+                              f"{digest!r:.80}")
         if not f.is_file():
             raise BundleError(f"{f}: missing (listed in {MANIFEST_FILE})")
         if f.stat().st_size != entry["size"]:
@@ -84,13 +104,24 @@ def check_files(path: Path, manifest: dict) -> None:
             raise BundleError(f"{f}: sha256 mismatch with {MANIFEST_FILE} (corrupted or edited)")
 
 
-def read_weights(path: Path) -> dict:
+def read_weights(path: Path, spec: Spec | None = None) -> dict:
+    """weights.npz; with a spec, every tensor's name, shape and dtype kind is checked against
+    it from the .npy headers, before its data is read."""
     f = path / WEIGHTS_FILE
-    try:
-        with np.load(f, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise BundleError(f"{f}: unreadable ({e})") from e
+    check = None
+    if spec is not None:
+        want = weight_shapes(spec)
+
+        def check(key, shape, dtype):
+            if key not in want:
+                return f"unexpected tensor (the spec has no {key!r})"
+            if shape != tuple(want[key][0]):
+                return f"shape {shape}, expected {tuple(want[key][0])}"
+            if (dtype.kind == "f") != (want[key][1] in ("scale", "float")):
+                return f"dtype {dtype} for a tensor of kind {want[key][1]!r}"
+            return None
+
+    return safe_io.read_npz(f, BundleError, check, MAX_WEIGHT_BYTES)
 
 
 def check_weights(spec: Spec, w: dict, where: str) -> None:
@@ -140,7 +171,8 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     manifest = read_manifest(path)
     if verify:
         check_files(path, manifest)
-    spec = Spec.from_json((path / SPEC_FILE).read_text(errors="replace"), str(path / SPEC_FILE))
-    weights = read_weights(path)
+    spath = path / SPEC_FILE
+    spec = Spec.from_dict(safe_io.read_json(spath, BundleError, MAX_SPEC_BYTES, "a spec"), str(spath))
+    weights = read_weights(path, spec)
     check_weights(spec, weights, str(path / WEIGHTS_FILE))
     return Bundle(path=path, spec=spec, weights=weights, manifest=manifest)

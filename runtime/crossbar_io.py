@@ -16,13 +16,13 @@ output h*(2P+1)+r is s'[r] (r < 2P) or y (r = 2P). Linear block: W (out, in), on
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .spec import CROSSBAR_DIR, CrossbarConfig, SpecError
+from . import safe_io
+from .spec import CROSSBAR_DIR, CrossbarConfig, Spec, SpecError, layer_key
 
 FORMAT = "qs4d.crossbar"
 VERSION = 2
@@ -40,6 +40,11 @@ TABLES = {
     "row_output": ("nr", np.int32), "row_gain": ("nr", np.float64), "adc_fs": ("nr", np.float64),
 }
 ROUTING = ("cell_kind", "col_signal", "col_gain", "dac_fs", "row_output", "row_gain", "adc_fs")
+# Caps checked before anything is allocated: cells of all arrays together (the zoo's largest
+# crossbar has 4.2 M; the simulator keeps about 40 bytes per cell), and array size.
+MAX_CELLS = 1 << 24
+MAX_ARRAY_SIDE = 4096
+MAX_CSV_LINE = 64  # bytes of one CSV line "row,col,G+,G-\n" at most (two %.9g floats)
 
 
 class CrossbarError(SpecError):
@@ -194,31 +199,53 @@ class Crossbar:
         return slice(a0, a1)
 
 
-def load_crossbar(path) -> Crossbar:
-    """Read and check a `crossbar/` folder (or a bundle folder holding one)."""
+def load_crossbar(path, spec: Spec | None = None) -> Crossbar:
+    """Read and check a `crossbar/` folder (or a bundle folder holding one). With the bundle's
+    spec, its groups must be those of the spec's layers (checked before any allocation)."""
     d = Path(path)
     if (d / CROSSBAR_DIR).is_dir():
         d = d / CROSSBAR_DIR
     mp, tp = d / MANIFEST_FILE, d / TABLES_FILE
-    try:
-        man = json.loads(mp.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CrossbarError(f"{mp}: cannot read the manifest ({e})") from e
-    try:
-        with np.load(tp, allow_pickle=False) as z:
-            tables = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise CrossbarError(f"{tp}: cannot read the tables ({e})") from e
+    wm = f"{d}/{MANIFEST_FILE}"
+    man = safe_io.read_json(mp, CrossbarError, what="a crossbar manifest")
+    _guard(_check_top, man, wm)
+    _guard(_check_sizes, man, wm, spec)
+    a = man["array"]
+    dims = {"n": a["count"], "r": a["rows"], "c": a["cols"]}
+
+    def check(key, shape, dtype):
+        if key not in TABLES:
+            return f"unexpected array (expected {sorted(TABLES)})"
+        axes, dt = TABLES[key]
+        want = tuple(dims[x] for x in axes)
+        ok = dtype.kind == "u" if dt == "u" else dtype == np.dtype(dt)
+        return None if shape == want and ok else f"expected shape {want} " \
+            f"{'uint' if dt == 'u' else np.dtype(dt)}, got {shape} {dtype}"
+
+    tables = safe_io.read_npz(tp, CrossbarError, check, max_bytes=24 * MAX_CELLS)
     check_crossbar(Crossbar(man, tables), str(d))
     cb = Crossbar(man, {**tables, **dict(zip(G_KEYS, conductances(man, tables)))})
-    for a, name in enumerate(man["files"]["csv"]):
-        _check_csv(d / name, csv_text(cb.tables, a))
+    for i, name in enumerate(man["files"]["csv"]):
+        _check_csv(d / name, csv_text(cb.tables, i))
     return cb
+
+
+def _guard(check, man, where: str, *args) -> None:
+    """Run one structural check; a field of the wrong type or shape is a CrossbarError."""
+    try:
+        check(man, where, *args)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, OverflowError) as e:
+        if isinstance(e, CrossbarError):
+            raise
+        raise CrossbarError(f"{where}: malformed ({type(e).__name__}: {e})") from None
 
 
 def _check_csv(p: Path, want: str) -> None:
     """An array's CSV must hold exactly the text that the tables give."""
     try:
+        if p.stat().st_size > len(want) + MAX_CSV_LINE:
+            raise CrossbarError(f"{p}: {p.stat().st_size} bytes, but {TABLES_FILE} gives "
+                                f"{len(want)}")
         got = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise CrossbarError(f"{p}: cannot read the array's CSV ({e})") from e
@@ -272,8 +299,11 @@ def _check_group(g: dict, n: int, span: float, w: str) -> None:
         if q < 1 or not isinstance(dg, (int, float)) or abs(dg * q - span) > 1e-9 * span:
             raise CrossbarError(f"{w}.delta_g.{k}: need (g_max - g_min) / code_full_scale = "
                                 f"{span} / {q}, got {dg!r}")
-    blocks, shape = _need(g, "blocks", w, int), _need(g, "block_shape", w, list)
-    a0, a1 = _need(g, "arrays", w, list)
+    blocks, shape = _need(g, "blocks", w, int), _pair(g, "block_shape", w)
+    if blocks < 1 or min(shape) < 1 or blocks * shape[0] * shape[1] > MAX_CELLS:
+        raise CrossbarError(f"{w}.blocks/block_shape: {blocks} blocks of {shape}: need >= 1 "
+                            f"and at most {MAX_CELLS} cells")
+    a0, a1 = _pair(g, "arrays", w)
     if not 0 <= a0 < a1 <= n:
         raise CrossbarError(f"{w}.arrays: need 0 <= first < end <= {n}, got {[a0, a1]}")
     if g["kind"] == "s4d" and shape != [2 * _need(g, "modes", w, int) + 1, 2 * g["modes"] + 2]:
@@ -308,15 +338,43 @@ def _check_top(man: dict, w: str) -> None:
             raise CrossbarError(f"{w}.array.{k}: must be >= 1, got {a[k]}")
     if (a["rows"], a["cols"]) != (cfg.array_rows, cfg.array_cols):
         raise CrossbarError(f"{w}.array: {a['rows']}x{a['cols']} differs from the config")
+    if max(a["rows"], a["cols"]) > MAX_ARRAY_SIDE or a["count"] * a["rows"] * a["cols"] > MAX_CELLS:
+        raise CrossbarError(f"{w}.array: {a['count']} arrays of {a['rows']}x{a['cols']}, more "
+                            f"than the {MAX_CELLS} cells (sides of {MAX_ARRAY_SIDE}) allowed")
+    tiles = _need(man, "tiles", w, list)
+    if len(tiles) != a["count"] or [t.get("array") for t in tiles] != list(range(a["count"])):
+        raise CrossbarError(f"{w}.tiles: need one entry per array 0..{a['count'] - 1} in order")
     for i, g in enumerate(_need(man, "groups", w, list)):
         _check_group(g, a["count"], cfg.g_max - cfg.g_min, f"{w}.groups[{i}]")
-    tiles = _need(man, "tiles", w, list)
-    if [t.get("array") for t in tiles] != list(range(a["count"])):
-        raise CrossbarError(f"{w}.tiles: need one entry per array 0..{a['count'] - 1} in order")
     files = _need(man, "files", w, dict)
     for k, v in files_entry(a["count"], cfg.g_min, cfg.g_max).items():
         if _need(files, k, f"{w}.files") != v:
             raise CrossbarError(f"{w}.files.{k}: expected {v!r:.80}, got {files[k]!r:.80}")
+
+
+def _check_sizes(man: dict, w: str, spec: Spec | None) -> None:
+    """All groups' block cells together within MAX_CELLS; with a spec, the groups are layers
+    of it with its shapes (an S4D group: P modes, H blocks; a linear one: its weight)."""
+    groups = man["groups"]
+    if sum(g["blocks"] * g["block_shape"][0] * g["block_shape"][1] for g in groups) > MAX_CELLS:
+        raise CrossbarError(f"{w}.groups: more than {MAX_CELLS} block cells")
+    if spec is None:
+        return
+    m = spec.model
+    want = {"enc": [m.d_model, m.d_input], "dec": [m.n_classes, m.d_model]}
+    for i, P in enumerate(m.layer_modes):
+        want[layer_key(i, "s4d")] = (P, m.d_model)
+        want[layer_key(i, "mix")] = [2 * m.d_model, m.d_model]
+    seen = set()
+    for j, g in enumerate(groups):
+        name, wg = g["name"], f"{w}.groups[{j}]"
+        if name not in want or name in seen:
+            raise CrossbarError(f"{wg}.name: {name!r} is not a layer of the spec (or repeated)")
+        seen.add(name)
+        got = (g.get("modes"), g["blocks"]) if g["kind"] == "s4d" else g["block_shape"]
+        if name.endswith(".s4d") != (g["kind"] == "s4d") or got != want[name]:
+            raise CrossbarError(f"{wg}: {name} is {g['kind']} {got}, but the spec gives "
+                                f"{want[name]}")
 
 
 def _check_tables(man: dict, tb: dict, w: str) -> None:
@@ -386,9 +444,10 @@ def _check_placements(man: dict, w: str) -> None:
 def check_crossbar(cb: Crossbar, where: str = CROSSBAR_DIR) -> None:
     """Every field of a crossbar's manifest and tables, and their agreement."""
     wm, wt = f"{where}/{MANIFEST_FILE}", f"{where}/{TABLES_FILE}"
-    _check_top(cb.manifest, wm)
+    _guard(_check_top, cb.manifest, wm)
+    _guard(_check_sizes, cb.manifest, wm, None)
     _check_tables(cb.manifest, cb.tables, wt)
-    _check_placements(cb.manifest, wm)
+    _guard(_check_placements, cb.manifest, wm)
     exp = expand(cb.manifest)
     for k in ROUTING:
         bad = np.argwhere(exp[k] != cb.tables[k])

@@ -174,9 +174,14 @@ class LogMel:
         if not isinstance(state, dict) or set(state) != {"buffer", "emitted"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"LogMel.restore: expected keys ['buffer', 'emitted'], got {got}")
-        buf = np.asarray(state["buffer"])
+        buf, emitted = np.asarray(state["buffer"]), np.asarray(state["emitted"])
         if buf.ndim != 1 or buf.dtype != F64 or len(buf) >= self.win:
             raise ValueError(f"LogMel.restore: buffer must be float64 of shape (n,) with n < "
                              f"{self.win}, got {buf.dtype} {buf.shape}")
+        if not np.all(np.isfinite(buf)):
+            raise ValueError("LogMel.restore: buffer holds NaN or Inf")
+        if emitted.shape != () or emitted.dtype.kind not in "iu" or int(emitted) < 0:
+            raise ValueError(f"LogMel.restore: emitted must be an integer >= 0, got "
+                             f"{emitted.dtype}{emitted.shape}")
         self._buf = buf.copy()
-        self._emitted = int(state["emitted"])
+        self._emitted = int(emitted)

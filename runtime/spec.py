@@ -10,6 +10,7 @@ Glossary: F input features, H width, N state size, P = N/2 complex modes, K clas
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,14 @@ ONNX_FLOAT_FILE = "step_float.onnx"
 CROSSBAR_DIR = "crossbar"
 MANIFEST_FILE = "manifest.json"
 ONNX_SPEC_KEY = "qs4d.spec"  # metadata_props key carrying spec.json inside step.onnx
+
+# Upper limits of the sizes a spec may declare: everything a bundle allocates follows from them
+# (and from the caps on files in runtime/bundle.py), so a damaged spec cannot ask for gigabytes.
+MODEL_LIMITS = {"d_input": 4096, "d_model": 4096, "d_state": 4096, "n_layers": 256,
+                "n_classes": 4096}
+MAX_SAMPLE_RATE = 384000  # Hz
+MAX_N_FFT = 65536
+MAX_N_MELS = 1024
 
 # Tensor groups with their own bit width (DESIGN section 3).
 GROUPS = ("weights", "A", "B", "C", "D", "dt", "state", "act", "adc")
@@ -48,9 +57,10 @@ class ModelConfig(_Config):
     modes: tuple = ()  # modes kept per layer after pruning; () means d_state // 2 everywhere
 
     def __post_init__(self):
-        for name in ("d_input", "d_model", "d_state", "n_layers", "n_classes"):
-            if getattr(self, name) < 1:
-                raise SpecError(f"ModelConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        for name, top in MODEL_LIMITS.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+                raise SpecError(f"ModelConfig.{name}: an integer in 1..{top}, got {v!r}")
         if self.d_state % 2:
             raise SpecError(f"ModelConfig.d_state: must be even (P = N/2), got {self.d_state}")
         if self.init not in ("lin", "inv"):
@@ -202,10 +212,61 @@ class FrontendConfig(_Config):
     def __post_init__(self):
         if self.kind not in ("identity", "logmel", "ecg"):
             raise SpecError(f"FrontendConfig.kind: 'identity', 'logmel' or 'ecg', got {self.kind!r}")
-        if self.sample_rate <= 0:
-            raise SpecError(f"FrontendConfig.sample_rate: must be > 0, got {self.sample_rate}")
-        if self.decimate < 1:
-            raise SpecError(f"FrontendConfig.decimate: must be >= 1, got {self.decimate}")
+        _int_in("sample_rate", self.sample_rate, 1, MAX_SAMPLE_RATE)
+        _int_in("decimate", self.decimate, 1, 1024)
+        _int_in("n_mels", self.n_mels, 1, MAX_N_MELS)
+        _int_in("n_fft", self.n_fft, 1, MAX_N_FFT)
+        for name in ("win_ms", "hop_ms", "log_floor"):
+            if not _positive(getattr(self, name)):
+                raise SpecError(f"FrontendConfig.{name}: a finite number > 0, got "
+                                f"{getattr(self, name)!r}")
+        for name in ("f_min", "f_max"):
+            v = getattr(self, name)
+            if not _number(v) or v < 0:
+                raise SpecError(f"FrontendConfig.{name}: a finite number >= 0, got {v!r}")
+        band = tuple(self.band_hz)
+        if len(band) != 2 or not all(_positive(v) for v in band) or not band[0] < band[1]:
+            raise SpecError(f"FrontendConfig.band_hz: [low, high] with 0 < low < high, got "
+                            f"{list(band)}")
+        if self.kind == "ecg" and not band[1] < self.sample_rate / 2:
+            raise SpecError(f"FrontendConfig.band_hz: high edge {band[1]} must be below "
+                            f"sample_rate / 2 = {self.sample_rate / 2}")
+        if self.kind == "logmel":
+            win = round(self.sample_rate * self.win_ms / 1000.0)
+            hop = round(self.sample_rate * self.hop_ms / 1000.0)
+            if not 1 <= hop <= win <= self.n_fft:
+                raise SpecError(f"FrontendConfig.win_ms/hop_ms/n_fft: need 1 <= hop <= window "
+                                f"<= n_fft samples, got hop {hop}, window {win}, n_fft "
+                                f"{self.n_fft}")
+            if not self.f_min < self.f_max <= self.sample_rate / 2:
+                raise SpecError(f"FrontendConfig.f_min/f_max: need f_min < f_max <= "
+                                f"sample_rate / 2 = {self.sample_rate / 2}, got {self.f_min}, "
+                                f"{self.f_max}")
+        mean, std = tuple(self.norm_mean), tuple(self.norm_std)
+        if len(mean) != len(std) or not all(_number(v) for v in mean) or not all(
+                _positive(v) for v in std):
+            raise SpecError(f"FrontendConfig.norm_mean/norm_std: equally long lists of finite "
+                            f"numbers, every std > 0; got {list(mean)[:8]}, {list(std)[:8]}")
+
+    def features(self) -> int | None:
+        """Features per step this front end produces (None: the model's d_input)."""
+        ecg = 3 if getattr(self, "rhythm", False) else 1  # rhythm: two rhythm features more
+        return {"logmel": self.n_mels, "ecg": ecg}.get(self.kind)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive(v) -> bool:
+    return _number(v) and v > 0
+
+
+def _int_in(name: str, v, lo: int, hi: int) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise SpecError(f"FrontendConfig.{name}: an integer in {lo}..{hi}, got {v!r}")
+
+
 
 
 READ_NOISE_MODELS = ("span", "relative")
@@ -386,19 +447,30 @@ class Spec(_Config):
         if not isinstance(metrics, dict):
             raise SpecError(f"{where}.metrics: expected an object")
         name = _coerce(d.get("name", ""), "", f"{where}.name")
-        return cls(model=model, quant=quant, frontend=frontend, labels=labels,
-                   metrics=metrics, name=name, schema_version=ver)
+        try:
+            return cls(model=model, quant=quant, frontend=frontend, labels=labels,
+                       metrics=metrics, name=name, schema_version=ver)
+        except SpecError as e:
+            raise SpecError(f"{where}: {e}") from None
+
+    def __post_init__(self):
+        fe, F = self.frontend, self.model.d_input
+        if fe.features() not in (None, F):
+            raise SpecError(f"model.d_input is {F} but a {fe.kind!r} front end gives "
+                            f"{fe.features()} feature(s) per step")
+        n_norm = len(fe.norm_mean)
+        if n_norm and n_norm != (fe.features() or F):
+            raise SpecError(f"frontend.norm_mean/norm_std hold {n_norm} values for "
+                            f"{fe.features() or F} feature(s)")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, where: str = SPEC_FILE) -> Spec:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{where}: not valid JSON ({e})") from e
-        return cls.from_dict(d, where)
+        from .safe_io import parse_json
+
+        return cls.from_dict(parse_json(text, SpecError, where), where)
 
 
 from .spec_layout import layer_key, weight_shapes  # noqa: E402,F401  (bundle keys)

@@ -6,8 +6,10 @@ import dataclasses
 import json
 from typing import Any
 
+from .errors import Qs4dError
 
-class SpecError(ValueError):
+
+class SpecError(Qs4dError, ValueError):
     """A spec, config or bundle field is wrong; the message names the field."""
 
 
@@ -63,8 +65,10 @@ class _Config:
             kw[f.name] = _coerce(d[f.name], default, f"{where}.{f.name}")
         try:
             return cls(**kw)
-        except SpecError:
-            raise
+        except SpecError as e:
+            if str(e).startswith(where):
+                raise
+            raise SpecError(f"{where}: {e}") from None
         except (TypeError, ValueError) as e:
             raise SpecError(f"{where}: {e}") from e
 

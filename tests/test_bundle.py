@@ -195,23 +195,39 @@ def test_object_array_never_unpickled(bundle):
     w["enc.w"] = np.array([[object()]], dtype=object)
     np.savez(bundle / WEIGHTS_FILE, **w)  # savez pickles object arrays
     write_manifest(bundle)
-    with pytest.raises(BundleError, match=rf"{WEIGHTS_FILE}: unreadable.*allow_pickle"):
+    with pytest.raises(BundleError, match=rf"{WEIGHTS_FILE}: member 'enc.w' has dtype object"):
         qs4d.load(bundle, backend="numpy")
 
 
-def test_every_np_load_refuses_pickles(bundle, monkeypatch):
-    """All backends (the crossbar tables included) read npz files with allow_pickle=False."""
-    calls = []
-    real = np.load
+def test_every_npz_read_refuses_pickles(bundle, monkeypatch):
+    """All backends (the crossbar tables included) read npz files without unpickling: through
+    runtime.safe_io.read_npz (numbers only), or np.load with allow_pickle=False."""
+    import pickle
+
+    from qs4d.runtime import safe_io
+
+    calls, reads = [], []
+    real_load, real_read = np.load, safe_io.read_npz
 
     def spy(*args, **kw):
         calls.append(kw.get("allow_pickle", "default"))
-        return real(*args, **kw)
+        return real_load(*args, **kw)
+
+    def spy_read(path, *args, **kw):
+        reads.append(Path(path).name)
+        return real_read(path, *args, **kw)
+
+    def no_pickle(*args, **kw):
+        raise AssertionError("something was unpickled")
 
     monkeypatch.setattr(np, "load", spy)
+    monkeypatch.setattr(safe_io, "read_npz", spy_read)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    monkeypatch.setattr(pickle, "loads", no_pickle)
     for backend in ("numpy", "onnx", "imssa"):
         qs4d.load(bundle, backend=backend)
-    assert len(calls) >= 4 and all(c is False for c in calls), calls
+    assert all(c is False for c in calls), calls
+    assert reads.count(WEIGHTS_FILE) == 3 and "tables.npz" in reads, reads
 
 
 def test_corrupted_onnx_refused_naming_step_onnx(bundle):

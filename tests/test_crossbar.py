@@ -312,12 +312,12 @@ CORRUPT = [
     ("tables", lambda t: t["level_minus"].__setitem__((0, 0, 1), 1),
      r"tables\.npz: level_minus\[0, 0, 1\] = 1 .* top level 0 of its cell \(zero\)"),
     ("tables", lambda t: t.__setitem__("level_plus", t["level_plus"].astype(np.float32)),
-     r"tables\.npz: level_plus: expected shape \(\d+, 32, 32\) uint, got .* float32"),
+     r"tables\.npz\['level_plus'\]: expected shape \(\d+, 32, 32\) uint, got .* float32"),
     ("tables", lambda t: t.__setitem__("row_gain", t["row_gain"][:, :5]),
-     r"tables\.npz: row_gain: expected shape"),
+     r"tables\.npz\['row_gain'\]: expected shape"),
     ("tables", lambda t: t.pop("cell_kind"), r"tables\.npz: missing arrays \['cell_kind'\]"),
     ("tables", lambda t: t.__setitem__("level_minus", t["level_minus"].astype(object)),
-     r"tables\.npz: cannot read"),
+     r"tables\.npz: member 'level_minus' has dtype object"),
 ]
 
 

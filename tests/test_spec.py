@@ -40,7 +40,9 @@ EXAMPLES = [
 
 
 def full_spec() -> Spec:
-    return Spec(model=EXAMPLES[0], quant=EXAMPLES[2], frontend=EXAMPLES[3],
+    # the logmel front end's n_mels and norm lengths match the model's d_input = 3
+    fe = EXAMPLES[3].replace(n_mels=3, norm_mean=(0.5, 1.5, 2.5), norm_std=(2.0, 3.0, 4.0))
+    return Spec(model=EXAMPLES[0], quant=EXAMPLES[2], frontend=fe,
                 labels=tuple("abcdefg"), metrics={"test_acc": 91.5, "n": 3}, name="x")
 
 
