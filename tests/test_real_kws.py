@@ -196,3 +196,26 @@ def test_task_listings_are_speaker_disjoint(task):
         assert spk["test"] == {"lucas"} and m["test"].sum() == 500
     else:
         assert m["test"].sum() == 1065 and m["validation"].sum() == 692
+
+
+def test_synth_build_joins_train_without_keyword_prompts(tmp_path):
+    """Every clip of a `qs4d data kws` build is train; an Asterisk `_unknown_` clip whose
+    prompt file names a keyword ("vm-no.wav" for sc12) is left out of that task only."""
+    from qs4d.models.real_kws_task import synth_clips
+
+    files = {"yes/espeak-en+m1_nohash_0.wav": "espeak-ng", "one/flite-kal_nohash_0.wav": "flite",
+             "_unknown_/ast-allison-en_nohash_0.wav": "asterisk-core-sounds-en-wav:vm-no.wav",
+             "_unknown_/ast-june-fr_nohash_0.wav": "asterisk-core-sounds-fr-wav:vm-goodbye.wav",
+             "_silence_/white_nohash_0.wav": "generated"}
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        wavfile.write(tmp_path / rel, rk.SR, np.zeros(rk.SR, np.int16))
+    (tmp_path / "testing_list.txt").write_text("yes/espeak-en+m1_nohash_0.wav\n")
+    (tmp_path / "sources.csv").write_text("path,split,real,licence,source\n" + "".join(
+        f"{rel},train,0,x,{src}\n" for rel, src in files.items()))
+    sc12 = synth_clips(tmp_path, rk.SC12.keywords)
+    assert sorted(sc12.words) == ["_silence_", "_unknown_", "one", "yes"]
+    assert set(sc12.splits) == {"train"} and set(sc12.sources) == {"synth"}
+    assert sc12.counts(rk.SC12)["_unknown_"] == 2  # "one" and June's goodbye
+    digits = synth_clips(tmp_path, rk.DIGITS12.keywords)
+    assert len(digits) == 5 and digits.counts(rk.DIGITS12)["_unknown_"] == 3
