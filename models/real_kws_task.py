@@ -17,7 +17,7 @@ speech_commands_noise/, fsdd/) or a Speech Commands tree (models/data/real_kws.p
   Extra: the Speech Commands testing speakers ("sc_test"; their digits alone: "sc_digits").
 
 In train, `_unknown_` clips are capped at UNKNOWN_RATIO x the mean keyword-class size: real
-ones first (a seeded random subset if they alone exceed it), then synthetic ones. Waveform augmentation
+ones take at least half the cap, synthetic ones the rest (seeded random subsets). Waveform augmentation
 (N_AUG copies) mixes the training part of the real noise (first 60 % of each recording) and
 the build's own background noise; `train.loud_noise_clips` adds loud cuts of the real training
 noise as `_silence_`.
@@ -196,15 +196,19 @@ def synth_clips(root: str | Path, keywords: tuple) -> Clips:
 
 def cap_unknown(y: np.ndarray, synthetic: np.ndarray, n_keywords: int, unk: int,
                 seed: int) -> np.ndarray:
-    """(n,) bool: every clip but the `_unknown_` ones beyond UNKNOWN_RATIO x the mean
-    keyword-class size; real `_unknown_` clips fill the cap first (a random subset when they
-    alone exceed it), synthetic ones the rest."""
+    """(n,) bool: every clip but the `_unknown_` ones beyond a cap of UNKNOWN_RATIO x the mean
+    keyword-class size. Real `_unknown_` clips take at least half the cap (all of it when
+    there are too few synthetic ones), synthetic ones (near-digit words, other voices) the
+    rest; each a seeded random subset."""
     keep = np.ones(len(y), bool)
     cap = int(round(UNKNOWN_RATIO * (y < n_keywords).sum() / n_keywords))
     rng = np.random.default_rng(seed)
     real = rng.permutation(np.flatnonzero((y == unk) & ~synthetic))
     synth = rng.permutation(np.flatnonzero((y == unk) & synthetic))
-    keep[np.concatenate([real, synth])[cap:]] = False
+    n_real = min(len(real), max(cap - cap // 2, cap - len(synth)))
+    n_synth = min(len(synth), cap - n_real)
+    keep[real[n_real:]] = False
+    keep[synth[n_synth:]] = False
     return keep
 
 

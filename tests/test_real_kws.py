@@ -57,16 +57,21 @@ def test_centre_and_noise_split():
     assert [len(p) for p in parts] == [600, 150, 250]
 
 
-def test_cap_unknown_real_first():
+def test_cap_unknown_shares_real_and_synthetic():
     from qs4d.models.real_kws_task import UNKNOWN_RATIO, cap_unknown
 
     y = np.array([0] * 10 + [1] * 10 + [2] * 40)  # 2 keywords of 10, 40 `_unknown_` (class 2)
-    synth = np.array([False] * 20 + [False] * 5 + [True] * 35)
-    keep = cap_unknown(y, synth, n_keywords=2, unk=2, seed=0)
     cap = int(round(UNKNOWN_RATIO * 10))
-    assert keep[:25].all()  # keywords and the 5 real `_unknown_` clips
-    assert (keep & (y == 2)).sum() == cap
-    assert np.array_equal(keep, cap_unknown(y, synth, 2, 2, seed=0))
+    few_real = np.array([False] * 25 + [True] * 35)  # 5 real `_unknown_`, 35 synthetic
+    keep = cap_unknown(y, few_real, n_keywords=2, unk=2, seed=0)
+    assert keep[:25].all() and (keep & (y == 2)).sum() == cap  # the 5 real ones, then synth
+    many_real = np.array([False] * 50 + [True] * 10)  # 30 real, 10 synthetic
+    keep = cap_unknown(y, many_real, n_keywords=2, unk=2, seed=0)
+    assert keep[:20].all() and (keep & (y == 2)).sum() == cap
+    assert (keep & many_real).sum() == cap // 2  # real at least half; synth the other half
+    no_synth = cap_unknown(y, np.zeros(60, bool), n_keywords=2, unk=2, seed=0)
+    assert (no_synth & (y == 2)).sum() == cap
+    assert np.array_equal(keep, cap_unknown(y, many_real, 2, 2, seed=0))
 
 
 def test_detect_equals_the_apps_detector():
