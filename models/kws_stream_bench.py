@@ -7,7 +7,8 @@ matplotlib for the plot, when importable); no torch.
         --threshold 0.85 --plot out/sc12-testing.png --json out/sc12-testing.json
 
 The stream: real keyword clips of the split's held-out speakers (Speech Commands speaker
-groups, models/data/real_kws.py; for `digits` also FSDD's `--fold` speaker in `testing`),
+groups, models/data/real_kws.py; for `digits` also the FSDD speakers the bundle's fold held
+out: `--fold TEST[/VAL]`, TEST's clips in `testing`, VAL's in `validation`),
 spliced in random order between real non-keyword speech (the same speakers' other Speech
 Commands words, and whole Asterisk prompts, below), each followed by 1-3 s of gap, over real
 background noise (the split's part of every Speech Commands noise recording, by time) at
@@ -249,9 +250,9 @@ def split_items(data: str, task: str, split: str, fold: str, asterisk: Path,
     sc = sc.take((sc.splits == split) & (sc.words != "_silence_"))
     items = [(load_clip(sc, i), w if w in keywords else "", "keyword" if w in keywords
               else "unknown") for i, w in enumerate(sc.words)]
-    if task == "digits" and split == "testing" and fold:
+    if task == "digits" and fold:
         fs = fsdd_clips(data, fold)
-        fs = fs.take(fs.splits == "testing")
+        fs = fs.take(fs.splits == split)
         items += [(read_audio(p), w, "keyword") for p, w in zip(fs.paths, fs.words)]
     spk = ASTERISK_SPLIT[split] + (ASTERISK_SPLIT["english"] if english and split == "testing"
                                    else ())
@@ -326,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Commands tree; models/data/real_kws.py, resolve)")
     p.add_argument("--task", choices=("sc12", "digits"), help="default: from the bundle's labels")
     p.add_argument("--split", default="validation", choices=("validation", "testing"))
-    p.add_argument("--fold", default="", help="digits, testing: the FSDD speaker held out in "
-                   "training (its clips join the keywords)")
+    p.add_argument("--fold", default="", help="digits: the bundle's train.fold, TEST or "
+                   "TEST/VAL: the FSDD speaker TEST's clips join the testing keywords, VAL's "
+                   "the validation ones")
     p.add_argument("--asterisk", default=str(ASTERISK), help="Asterisk sounds folder")
     p.add_argument("--english", action="store_true", help="testing: add the English prompts "
                    "(unfiltered: they say keywords)")

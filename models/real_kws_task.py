@@ -13,7 +13,8 @@ speech_commands_noise/, fsdd/) or a Speech Commands tree (models/data/real_kws.p
 - digits (zero ... nine `_unknown_` `_silence_`): train on the FSDD speakers but `train.fold`,
   the Speech Commands train speakers (their digit clips from `_unknown_/`, every other word as
   `_unknown_`) and train.synth; test on FSDD's `train.fold` speaker (500 digit clips);
-  validation is the Speech Commands validation speakers (digits, silence, `_unknown_` capped).
+  validation is the Speech Commands validation speakers (digits, silence, `_unknown_` capped:
+  90 clips), and with `train.fold = "TEST/VAL"` also FSDD's speaker VAL (not trained on).
   Extra: the Speech Commands testing speakers ("sc_test"; their digits alone: "sc_digits").
 
 In train, `_unknown_` clips are capped at UNKNOWN_RATIO x the mean keyword-class size: real
@@ -245,6 +246,7 @@ def task_clips(cfg: TrainConfig) -> tuple[Clips, object, dict]:
         val = is_sc & (split == "validation")
         val_keep = cap_unknown(y[val], np.ones(val.sum(), bool), n_kw, unk, cfg.seed + 5)
         val[np.flatnonzero(val)[~val_keep]] = False
+        val |= (src == "fsdd") & (split == "validation")  # fold "TEST/VAL"
         masks = {"train": split == "train", "validation": val,
                  "test": (src == "fsdd") & (split == "testing"),
                  "sc_test": is_sc & (split == "testing"),

@@ -155,8 +155,12 @@ def test_fsdd_folds():
         assert len(test) == 500 and set(test.speakers) == {fold}
         assert len(train) == 2000 and fold not in set(train.speakers)
         assert set(test.counts(rk.DIGITS12).values()) == {50, 0}
-    with pytest.raises(ValueError):
-        rk.fsdd_clips(DATA, "nobody")
+    f = rk.fsdd_clips(DATA, "jackson/lucas")
+    assert set(f.select("testing").speakers) == {"jackson"}
+    assert set(f.select("validation").speakers) == {"lucas"} and len(f.select("train")) == 1500
+    for bad in ("nobody", "jackson/jackson", "jackson/nobody"):
+        with pytest.raises(ValueError):
+            rk.fsdd_clips(DATA, bad)
 
 
 @needs_data
@@ -179,12 +183,13 @@ def test_clip_loading_and_resampling_parity():
 
 
 @needs_data
-@pytest.mark.parametrize("task", ["sc12", "digits"])
-def test_task_listings_are_speaker_disjoint(task):
+@pytest.mark.parametrize("task,fold", [("sc12", ""), ("digits", "lucas"),
+                                       ("digits", "lucas/george")])
+def test_task_listings_are_speaker_disjoint(task, fold):
     from qs4d.models.real_kws_task import task_clips
     from qs4d.runtime.spec import TrainConfig
 
-    cfg = TrainConfig(task=task, data=str(DATA), fold="lucas" if task == "digits" else "")
+    cfg = TrainConfig(task=task, data=str(DATA), fold=fold)
     clips, cmap, m = task_clips(cfg)
     spk = {k: set(clips.speakers[v]) - {s for s in clips.speakers if s.startswith("silence-")}
            for k, v in m.items()}
@@ -199,6 +204,8 @@ def test_task_listings_are_speaker_disjoint(task):
     assert n_unk <= 1.5 * mean_kw + 1
     if task == "digits":
         assert spk["test"] == {"lucas"} and m["test"].sum() == 500
+        fsdd_val = (clips.sources == "fsdd") & m["validation"]
+        assert set(clips.speakers[fsdd_val]) == ({"george"} if "/" in fold else set())
     else:
         assert m["test"].sum() == 1065 and m["validation"].sum() == 692
 

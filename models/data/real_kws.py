@@ -22,7 +22,8 @@ Splits (docs/data-kws.md, "Real speakers"):
   split by the same hash of "silence-<n>".
 - Noise recordings by time: the first 60 % of every file is `train`, the next 15 %
   `validation`, the last 25 % `testing` (NOISE_SPLIT).
-- FSDD leave one speaker out: the fold's speaker is `testing`, the other four `train`.
+- FSDD leave one speaker out: the fold's speaker is `testing`, the other four `train`; a fold
+  "TEST/VAL" also holds VAL out as `validation` (three train).
 """
 
 from __future__ import annotations
@@ -221,17 +222,27 @@ def parse_fsdd_name(stem: str) -> tuple[str, str]:
     return DIGITS[int(m.group(1))], m.group(2)
 
 
+def parse_fold(fold: str) -> tuple[str, str]:
+    """"TEST" or "TEST/VALIDATION": the FSDD speakers held out ("" for no validation one)."""
+    test, _, val = fold.partition("/")
+    return test, val
+
+
 def load_fsdd(root: str | Path, fold: str) -> Clips:
-    """Every FSDD clip; the fold's speaker is `testing`, every other speaker `train`."""
+    """Every FSDD clip: the fold's speaker is `testing`; with fold "TEST/VAL" the speaker VAL
+    is `validation`; every other speaker `train`."""
     root = Path(root)
     files = sorted(root.glob("*.wav"))
     if not files:
         raise FileNotFoundError(f"no FSDD WAVs in {root}")
     rows = [(str(f), *parse_fsdd_name(f.stem)) for f in files]
     speakers = sorted({s for _, _, s in rows})
-    if fold not in speakers:
-        raise ValueError(f"FSDD fold {fold!r}: must be one of the speakers {speakers}")
-    return _clips([(p, w, s, "testing" if s == fold else "train") for p, w, s in rows], "fsdd")
+    test, val = parse_fold(fold)
+    if test not in speakers or val and (val not in speakers or val == test):
+        raise ValueError(f"FSDD fold {fold!r}: must be a speaker, or two distinct speakers "
+                         f"TEST/VALIDATION, of {speakers}")
+    split = {test: "testing", val: "validation"}
+    return _clips([(p, w, s, split.get(s, "train")) for p, w, s in rows], "fsdd")
 
 
 # --- Reading
