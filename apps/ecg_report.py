@@ -1,12 +1,18 @@
-"""AAMI EC57-style report of a streaming ECG bundle over the records of a data split.
+"""AAMI EC57-style inter-patient report of a streaming ECG bundle over the records of a WFDB
+folder.
 
-    python -m qs4d.apps.ecg_report models/zoo/ecg-qat4 --data data/ecg --split test
+    qs4d ecg-report models/zoo/ecg-qat4 --data ../shared/data/mitdb --split DS2 --json r.json
 
-Every record of the split (splits.json of `qs4d data ecg`, or RECORDS) streams through the same
-path as `qs4d ecg` (BeatStream: causal front end, online R-peak detector, the model); beat
-events are matched to the reference annotations: detection within 50 ms, classification
-within 150 ms. Prints per-class sensitivity and positive predictivity and the confusion matrix,
-summed over records.
+Records: `--records 100,103` names them; else `--split` picks them: a `qs4d data ecg` folder's
+splits.json (train, validation, test); in an MIT-BIH folder the inter-patient lists DS1 and
+DS2 and the training splits train / validation (DS1) and test (= DS2); `all` takes the
+folder's RECORDS file, or every `.hea` in it. Each record is read on lead MLII (else its first
+lead), resampled to the model's rate, and streams through the same path as `qs4d ecg`
+(BeatStream: causal front end, online R-peak detector, the model). Beat events are matched to
+the reference annotations (AAMI classes N, S, V, F, Q): classification within 150 ms (EC57),
+R-peak detection within 150 ms (EC57) and within 50 ms (strict). Prints per-class
+sensitivity (Se) and positive predictivity (+P), the accuracy over matched beats and the
+confusion matrix, summed over records; `--json` writes the same with a per-record breakdown.
 """
 
 from __future__ import annotations
@@ -15,63 +21,135 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from qs4d.runtime.ecg import AAMI_CLASSES, BeatStream
 from qs4d.runtime.ecg_metrics import class_report, detection_stats
+from qs4d.runtime.mitbih import SPLITS as MITBIH_SPLITS
 from qs4d.runtime.stream import load
 
 from . import ecg_io
 from .ecg import FeatureSteps
 
 
+def folder_records(data: Path) -> list[str]:
+    """The RECORDS file's names, else every .hea's."""
+    listing = data / "RECORDS"
+    if listing.exists():
+        return listing.read_text().split()
+    names = sorted(p.stem for p in data.glob("*.hea"))
+    if not names:
+        raise FileNotFoundError(f"{data}: no RECORDS file and no .hea headers")
+    return names
+
+
 def split_names(data: Path, split: str) -> list[str]:
+    """Record names of `split` in the WFDB folder `data` (see the module docstring)."""
     sf = data / "splits.json"
+    if split == "all":
+        return folder_records(data)
     if sf.exists():
-        return list(json.loads(sf.read_text())[split])
-    return (data / "RECORDS").read_text().split()
+        meta = json.loads(sf.read_text())
+        if split not in meta or not isinstance(meta[split], list):
+            raise ValueError(f"{sf}: no split {split!r}")
+        return list(meta[split])
+    if split in MITBIH_SPLITS:
+        names = list(MITBIH_SPLITS[split])
+        have = set(folder_records(data))
+        missing = [n for n in names if n not in have]
+        if missing:
+            raise FileNotFoundError(f"{data}: MIT-BIH split {split} needs records {missing}")
+        return names
+    raise ValueError(f"{data}: no splits.json; --split is one of all, "
+                     f"{', '.join(MITBIH_SPLITS)}")
 
 
-def evaluate(bundle: str, data: Path, split: str, backend: str = "onnx") -> dict:
+def evaluate_record(bundle: str, path: Path, backend: str = "onnx") -> dict:
+    """Stream one record through the bundle; its reports (summable) and counts."""
     model = load(bundle, backend=backend)
     fs = model.spec.frontend.sample_rate
-    cls, det, n_beats, seconds = None, None, 0, 0.0
-    t0 = time.process_time()
-    for name in split_names(data, split):
-        rec = ecg_io.conform(ecg_io.read_wfdb(data / name), fs)
-        bs = BeatStream(FeatureSteps(model), model.spec.frontend, labels=model.labels)
-        events = bs.accept(rec.signal)
-        t = np.array([e.sample for e in events], np.int64)  # (m,)
-        lab = np.array([model.labels.index(e.label) for e in events], np.int64)  # (m,)
-        ref_lab = np.array([AAMI_CLASSES.index(c) for c in rec.ref_labels], np.int64)  # (n,)
-        c = class_report(rec.ref_samples, ref_lab, t, lab, fs)
-        d = detection_stats(rec.ref_samples, t, fs)
-        cls, det = (c, d) if cls is None else (cls + c, det + d)
-        n_beats += len(rec.ref_samples)
-        seconds += len(rec.signal) / fs
-    cpu = time.process_time() - t0
-    return {"report": cls, "detection": det, "beats": n_beats, "seconds": seconds, "cpu": cpu}
+    rec = ecg_io.conform(ecg_io.read_wfdb(path), fs)
+    if rec.ref_samples is None:
+        raise FileNotFoundError(f"{path}: no .atr beat annotations to score against")
+    bs = BeatStream(FeatureSteps(model), model.spec.frontend, labels=model.labels)
+    events = bs.accept(rec.signal)
+    t = np.array([e.sample for e in events], np.int64)  # (m,)
+    lab = np.array([model.labels.index(e.label) for e in events], np.int64)  # (m,)
+    ref_lab = np.array([AAMI_CLASSES.index(c) for c in rec.ref_labels], np.int64)  # (n,)
+    return {"name": path.name, "report": class_report(rec.ref_samples, ref_lab, t, lab, fs),
+            "detection": detection_stats(rec.ref_samples, t, fs, tol_s=0.15),
+            "detection_50ms": detection_stats(rec.ref_samples, t, fs, tol_s=0.05),
+            "beats": len(rec.ref_samples), "seconds": len(rec.signal) / fs}
+
+
+def _one(job: tuple) -> dict:
+    return evaluate_record(*job)
+
+
+def evaluate(bundle: str, data: Path, names: list[str], backend: str = "onnx",
+             jobs: int = 1) -> dict:
+    """Every record of `names` in `data` through the bundle; summed and per-record results."""
+    t0 = time.time()
+    todo = [(bundle, data / n, backend) for n in names]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as ex:
+            per = list(ex.map(_one, todo))
+    else:
+        per = [_one(j) for j in todo]
+    total = lambda k: sum((r[k] for r in per[1:]), per[0][k])  # noqa: E731
+    return {"records": per, "report": total("report"), "detection": total("detection"),
+            "detection_50ms": total("detection_50ms"),
+            "beats": sum(r["beats"] for r in per), "seconds": sum(r["seconds"] for r in per),
+            "wall": time.time() - t0}
+
+
+def to_json(r: dict, bundle: str, data: Path, split: str, backend: str) -> dict:
+    return {"bundle": str(bundle), "data": str(data), "split": split, "backend": backend,
+            "records": [x["name"] for x in r["records"]], "n_beats": r["beats"],
+            "hours": r["seconds"] / 3600, **r["report"].to_dict(),
+            "detection": r["detection"].to_dict(),
+            "detection_50ms": r["detection_50ms"].to_dict(),
+            "per_record": {x["name"]: {"accuracy": 100 * x["report"].accuracy,
+                                       "beats": x["beats"],
+                                       "confusion": x["report"].confusion.tolist()}
+                           for x in r["records"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qs4d.apps.ecg_report", description=__doc__,
+    p = argparse.ArgumentParser(prog="qs4d ecg-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--data", type=Path, default=Path("data/ecg"))
-    p.add_argument("--split", default="test")
+    p.add_argument("--data", type=Path, required=True, help="WFDB folder with .atr annotations")
+    p.add_argument("--split", default="test",
+                   help="all, a splits.json split, or MIT-BIH DS1 / DS2 / train / validation / "
+                        "test (default test)")
+    p.add_argument("--records", default="", help="comma-separated record names (overrides "
+                                                 "--split)")
     p.add_argument("--backend", default="onnx", choices=("onnx", "imssa", "numpy"))
+    p.add_argument("--jobs", type=int, default=1, help="records evaluated in parallel")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    r = evaluate(args.bundle, args.data, args.split, args.backend)
-    rep, det = r["report"], r["detection"]
-    print(f"{args.bundle} on {args.data} [{args.split}]: {r['beats']} beats, "
-          f"{r['seconds'] / 60:.1f} min of signal, backend {args.backend}")
-    print(f"R-peak detection (50 ms): Se {100 * det.se:.2f}%  +P {100 * det.ppv:.2f}%")
+    if args.jobs < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
+    names = args.records.split(",") if args.records else split_names(args.data, args.split)
+    split = "records" if args.records else args.split
+    r = evaluate(args.bundle, args.data, names, args.backend, args.jobs)
+    rep, det, det50 = r["report"], r["detection"], r["detection_50ms"]
+    print(f"{args.bundle} on {args.data} [{split}: {len(names)} records]: {r['beats']} beats, "
+          f"{r['seconds'] / 3600:.2f} h of signal, backend {args.backend}")
+    print(f"R-peak detection (150 ms): Se {100 * det.se:.2f}%  +P {100 * det.ppv:.2f}%   "
+          f"(50 ms: Se {100 * det50.se:.2f}%  +P {100 * det50.ppv:.2f}%)")
     print(f"beat classification (150 ms): accuracy {100 * rep.accuracy:.2f}%")
     print(rep.table())
-    print(f"CPU {r['cpu']:.1f} s for {r['seconds']:.0f} s of signal "
-          f"({r['seconds'] / max(r['cpu'], 1e-9):.0f}x real time)")
+    print(f"{r['wall']:.0f} s wall for {r['seconds']:.0f} s of signal "
+          f"({r['seconds'] / max(r['wall'], 1e-9):.0f}x real time, {args.jobs} jobs)")
+    if args.json:
+        args.json.write_text(json.dumps(to_json(r, args.bundle, args.data, split, args.backend),
+                                        indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

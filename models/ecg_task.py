@@ -7,7 +7,14 @@ Glossary: n beats, L window length (feature rows), K = 5 classes.
 Each window ends at the row the streaming runtime reads for the beat (R + decision delay), so
 `pooling = "last"` trains exactly the posterior the device reports. Minority classes are
 oversampled in training to at most a quarter of the N count, and every training window gets
-one augmented copy (gain and noise).
+one augmented copy (gain and white noise on the ECG feature).
+
+Real records (MIT-BIH): `train.data` is the database folder; training reads DS1 less its
+patient-held-out validation records, validation those records, test DS2 (never used to choose
+anything). `train.noise_copies` noisy copies of every training record (real NSTDB noise from
+`train.noise_data`, random SNR, gain and baseline) go through the front end as whole records,
+so the detector's rhythm features see the noise too; `train.extra_data` adds the train split
+of a simulated folder. `train.rhythm` gives the model the front end's rhythm features.
 """
 
 from __future__ import annotations
@@ -18,15 +25,16 @@ import torch
 from qs4d.runtime.ecg import ecg_frontend_config
 from qs4d.runtime.spec import TrainConfig
 
-from .data.ecg_data import WindowConfig, load_split
+from .data.ecg_data import WindowConfig, noisy_copy, split_items, windows_from_arrays
+from .data.wfdb_io import read_noise
 from .tasks import Task
 
 AAMI = ("N", "S", "V", "F", "Q")
 DECIMATE = 4  # 360 Hz -> 90 Hz model steps
 
 
-def window_config() -> WindowConfig:
-    return WindowConfig(frontend=ecg_frontend_config(decimate=DECIMATE))
+def window_config(rhythm: bool = False) -> WindowConfig:
+    return WindowConfig(frontend=ecg_frontend_config(decimate=DECIMATE).replace(rhythm=rhythm))
 
 
 def _oversample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -42,23 +50,41 @@ def _oversample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple:
-    """The windows plus one copy with a random gain (0.6-1.5x) and white noise (0-0.05 mV)."""
+    """The windows (n, L, F) plus one copy with a random gain (0.6-1.5x) and white noise
+    (0-0.05 mV) on the ECG feature (0); rhythm features are copied unchanged."""
     n = len(x)
-    gain = torch.from_numpy(rng.uniform(0.6, 1.5, (n, 1, 1)).astype(np.float32))
-    sigma = torch.from_numpy(rng.uniform(0.0, 0.05, (n, 1, 1)).astype(np.float32))
-    noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
-    return torch.cat([x, x * gain + sigma * noise]), torch.cat([y, y])
+    gain = torch.from_numpy(rng.uniform(0.6, 1.5, (n, 1)).astype(np.float32))
+    sigma = torch.from_numpy(rng.uniform(0.0, 0.05, (n, 1)).astype(np.float32))
+    noise = torch.from_numpy(rng.standard_normal(x.shape[:2]).astype(np.float32))
+    x2 = x.clone()
+    x2[..., 0] = x[..., 0] * gain + sigma * noise
+    return torch.cat([x, x2]), torch.cat([y, y])
+
+
+def train_items(cfg: TrainConfig, rng: np.random.Generator) -> list:
+    """The training records (name, signal, r_peaks, labels): the train split of train.data,
+    train.noise_copies noisy copies of each, and the train split of train.extra_data."""
+    items = split_items(cfg.data, "train")
+    if cfg.noise_copies:
+        noise = read_noise(cfg.noise_data)
+        items += [(f"{name}+noise{c}", noisy_copy(sig, noise, rng), r, lab)
+                  for c in range(cfg.noise_copies) for name, sig, r, lab in list(items)]
+    if cfg.extra_data:
+        items += split_items(cfg.extra_data, "train")
+    return items
 
 
 def ecg_task(cfg: TrainConfig) -> Task:
     if not cfg.data:
         raise ValueError("the ecg task needs train.data = a folder built by `qs4d data ecg`")
-    wcfg = window_config()
-    split = {s: load_split(cfg.data, s, wcfg) for s in ("train", "validation", "test")}
+    wcfg = window_config(cfg.rhythm)
     rng = np.random.default_rng(cfg.seed)
+    split = {s: windows_from_arrays(split_items(cfg.data, s), wcfg)
+             for s in ("validation", "test")}
+    split["train"] = windows_from_arrays(train_items(cfg, rng), wcfg)
 
     def tensors(bw, idx=None):
-        x = bw.x(idx)[..., None]  # (n, L, 1)
+        x = bw.x(idx)  # (n, L, F)
         y = bw.y if idx is None else bw.y[idx]
         return torch.from_numpy(x), torch.from_numpy(np.asarray(y, np.int64))
 

@@ -47,8 +47,22 @@ def ecg_frontend_config(fs: int = 360, decimate: int = 1,
 
 
 
+RHYTHM_FEATURES = 2  # prematurity of the latest detected beat and of the one before it
+RR_HISTORY = 8  # RR intervals whose median is a beat's reference rhythm
+PREMATURITY_RANGE = (-0.9, 2.0)
+
+
 class EcgFrontend:
-    """Causal band-pass, optional decimation and normalization of one ECG source."""
+    """Causal band-pass, optional decimation and normalization of one ECG source.
+
+    With `cfg.rhythm`, the front end also runs the online R-peak detector and appends two
+    rhythm features to every row: the prematurity p = RR / median(previous 8 RR) - 1 of the
+    latest beat the detector has decided by that row's last sample, and that of the beat
+    before it (0 until there is one; clipped to [-0.9, 2]). A premature beat has p < 0, the
+    beat after a compensatory pause p > 0. Rows only see beats decided by their own last
+    sample (the detector's decision sample), so the features are causal and the same for any
+    cut into chunks. `peaks` holds the R peaks the latest `process` call decided.
+    """
 
     def __init__(self, cfg: FrontendConfig):
         if cfg.kind != "ecg":
@@ -59,48 +73,98 @@ class EcgFrontend:
             raise SpecError(f"FrontendConfig.band_hz: need 0 < low < high < fs/2 = {fs / 2}, "
                             f"got {cfg.band_hz}")
         self.cfg, self.k = cfg, k
+        self.F = 1 + (RHYTHM_FEATURES if cfg.rhythm else 0)
         self.sos = butter(2, [lo, hi], "bandpass", fs=fs, output="sos")
         if k > 1:
             aa = butter(4, 0.8 * fs / (2 * k), "lowpass", fs=fs, output="sos")
             self.sos = np.concatenate([self.sos, aa])
-        self.mean = np.asarray(cfg.norm_mean or (0.0,), F64)  # (F,)
-        self.std = np.asarray(cfg.norm_std or (1.0,), F64)  # (F,)
-        if self.mean.shape != (1,) or self.std.shape != (1,) or not self.std[0] > 0:
-            raise SpecError(f"FrontendConfig.norm_mean/norm_std: one value each (std > 0), got "
-                            f"{cfg.norm_mean}, {cfg.norm_std}")
+        self.mean = np.asarray(cfg.norm_mean or (0.0,), F64)  # (1,) or (F,)
+        self.std = np.asarray(cfg.norm_std or (1.0,), F64)  # (1,) or (F,)
+        shapes = {(1,), (self.F,)}
+        if (self.mean.shape not in shapes or self.std.shape not in shapes
+                or not np.all(self.std > 0)):
+            raise SpecError(f"FrontendConfig.norm_mean/norm_std: 1 or {self.F} values each "
+                            f"(std > 0), got {cfg.norm_mean}, {cfg.norm_std}")
+        self.detector = RPeakDetector(fs) if cfg.rhythm else None
+        self.peaks: list[int] = []
         self.reset()
 
     def reset(self) -> None:
         self._zi = np.zeros((len(self.sos), 2))  # (sections, 2)
         self._n = np.int64(0)  # samples seen
         self._started = False
+        self.peaks = []
+        if self.detector is not None:
+            self.detector.reset()
+            self._rhythm = {"last_r": np.int64(-1), "rr": np.zeros(RR_HISTORY),
+                            "cur": np.zeros(RHYTHM_FEATURES)}
+
+    def _rhythm_rows(self, beats: list, rows_at: np.ndarray) -> np.ndarray:
+        """Rhythm features (T, 2) of the rows ending at samples rows_at (T,), given the beats
+        (R, decision sample) decided in this chunk; updates the rhythm state."""
+        st = self._rhythm
+        ts, vals = [], [st["cur"].copy()]  # vals[0]: the features before this chunk's beats
+        for r, t in beats:
+            p = 0.0
+            if st["last_r"] >= 0:
+                rr = float(r - st["last_r"])
+                hist = st["rr"][st["rr"] > 0]
+                if len(hist):
+                    p = float(np.clip(rr / np.median(hist) - 1.0, *PREMATURITY_RANGE))
+                st["rr"] = np.concatenate([st["rr"][1:], [rr]])
+            st["last_r"] = np.int64(r)
+            ts.append(t)
+            vals.append(np.array([p, st["cur"][0]]))
+            st["cur"] = vals[-1]
+        idx = np.searchsorted(np.asarray(ts, np.int64), rows_at, side="right")  # (T,)
+        return np.asarray(vals)[idx]  # (T, 2)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
-        """Samples (L,) in mV -> features (T, 1) float32, T = rows completed by this chunk."""
+        """Samples (L,) in mV -> features (T, F) float32, T = rows completed by this chunk."""
         x = _samples(chunk, "EcgFrontend.process")  # (L,)
+        self.peaks = []
         if not len(x):
-            return np.zeros((0, 1), F32)
+            return np.zeros((0, self.F), F32)
         if not self._started:
             self._zi = sosfilt_zi(self.sos) * x[0]
             self._started = True
         y, self._zi = sosfilt(self.sos, x, zi=self._zi)  # (L,)
         n = self._n + np.arange(len(x))  # (L,) global sample index
-        y = y[n % self.k == self.k - 1]  # (T,)
+        keep = n % self.k == self.k - 1  # (L,)
+        feats = y[keep][:, None]  # (T, 1)
+        if self.detector is not None:
+            beats = self.detector.process_timed(x)
+            self.peaks = [r for r, _ in beats]
+            feats = np.concatenate([feats, self._rhythm_rows(beats, n[keep])], axis=1)  # (T, 3)
         self._n += len(x)
-        return ((y[:, None] - self.mean) / self.std).astype(F32)  # (T, 1)
+        return ((feats - self.mean) / self.std).astype(F32)  # (T, F)
 
     def features(self, signal: np.ndarray) -> np.ndarray:
-        """Features (T, 1) of a whole record from a fresh state; this stream is untouched."""
+        """Features (T, F) of a whole record from a fresh state; this stream is untouched."""
         return EcgFrontend(self.cfg).process(signal)
 
     def state(self) -> dict:
-        return {"zi": self._zi.copy(), "n": np.int64(self._n), "started": np.bool_(self._started)}
+        out = {"zi": self._zi.copy(), "n": np.int64(self._n), "started": np.bool_(self._started)}
+        if self.detector is not None:
+            out.update({f"detector.{k}": v for k, v in self.detector.state().items()})
+            out.update({f"rhythm.{k}": np.array(v, copy=True) for k, v in self._rhythm.items()})
+        return out
 
     def restore(self, state: dict) -> None:
-        s = _check_state(state, self.state(), "EcgFrontend")
+        if not isinstance(state, dict):
+            raise ValueError(f"EcgFrontend.restore: expected a dict, got {type(state).__name__}")
+        own = {k: v for k, v in state.items() if not k.startswith("detector.")}
+        like = {k: v for k, v in self.state().items() if not k.startswith("detector.")}
+        s = _check_state(own, like, "EcgFrontend")
+        if self.detector is not None:
+            self.detector.restore({k[len("detector."):]: v for k, v in state.items()
+                                   if k.startswith("detector.")})
+            self._rhythm = {"last_r": np.int64(s["rhythm.last_r"]), "rr": s["rhythm.rr"],
+                            "cur": s["rhythm.cur"]}
+        elif len(own) != len(state):
+            raise ValueError("EcgFrontend.restore: detector state given to a front end "
+                             "without rhythm features")
         self._zi, self._n, self._started = s["zi"], np.int64(s["n"]), bool(s["started"])
-
-
 
 
 @dataclass(frozen=True)
@@ -138,7 +202,9 @@ class BeatStream:
                              f"{decision_delay_s}")
         self.model, self.labels = model, tuple(labels)
         self.frontend = EcgFrontend(frontend)
-        self.detector = RPeakDetector(frontend.sample_rate, search_back=search_back)
+        self._shared = self.frontend.detector is not None and search_back
+        self.detector = (self.frontend.detector if self._shared
+                         else RPeakDetector(frontend.sample_rate, search_back=search_back))
         self.fs, self.k = frontend.sample_rate, frontend.decimate
         self.delay = int(round(decision_delay_s * self.fs))
         self.keep = int(np.ceil(8.0 * self.fs / self.k))  # logits rows kept for late beats
@@ -155,7 +221,8 @@ class BeatStream:
         """Samples (L,) in mV -> the beat events that became decidable."""
         x = _samples(chunk, "BeatStream.accept")  # (L,)
         feats = self.frontend.process(x)  # (T, 1)
-        peaks = self.detector.process(x)
+        # a rhythm front end runs the same detector: use its beats rather than a second copy
+        peaks = self.frontend.peaks if self._shared else self.detector.process(x)
         ring = self._ring  # (R, K) rows [self._rows - R, self._rows)
         if len(feats):
             logits = np.asarray(self.model.accept(feats), F32)  # (T_out, K)

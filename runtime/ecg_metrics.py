@@ -71,6 +71,10 @@ class DetectionStats:
         return (f"TP {self.tp}  FN {self.fn}  FP {self.fp}  Se {100 * self.se:.2f}%  "
                 f"+P {100 * self.ppv:.2f}%")
 
+    def to_dict(self) -> dict:
+        return {"tp": self.tp, "fn": self.fn, "fp": self.fp, "se": 100 * self.se,
+                "ppv": 100 * self.ppv}
+
 
 def detection_stats(ref: np.ndarray, det: np.ndarray, fs: float,
                     tol_s: float = 0.05) -> DetectionStats:
@@ -125,6 +129,17 @@ class ClassReport:
                         f"{tot[i]:>8d}")
         rows.append(f"accuracy {100 * self.accuracy:.2f}% of {self.confusion.sum()} matched beats")
         return "\n".join(rows)
+
+    def to_dict(self) -> dict:
+        """Per-class Se / +P (%, null where undefined), accuracy and the counts, for JSON."""
+        pct = lambda v: None if np.isnan(v) else round(100 * float(v), 4)  # noqa: E731
+        return {"classes": list(self.classes), "accuracy": 100 * self.accuracy,
+                "se": {c: pct(v) for c, v in zip(self.classes, self.se)},
+                "ppv": {c: pct(v) for c, v in zip(self.classes, self.ppv)},
+                "beats": {c: int(v) for c, v in zip(
+                    self.classes, self.confusion.sum(axis=1) + self.missed)},
+                "confusion": self.confusion.tolist(), "missed": self.missed.tolist(),
+                "extra": self.extra.tolist()}
 
 
 def class_report(ref: np.ndarray, ref_labels: np.ndarray, det: np.ndarray,

@@ -66,6 +66,7 @@ class RPeakDetector:
             "hist": z((3, self.hist)),  # rows: MWI, reference signal, |derivative|
             "init": z(self.init_len), "queue": z((0, 4)), "noise": z((0, 4)),
             "rr": z(8),  # last RR intervals (samples); 0 = none yet
+            "t_last": np.array(-1.0),  # sample at which the detector's state last changed
             # n, next_eval, started, initialized, spk, npk, last_r, last_slope, t_trig, n_late
             "scal": np.array([0, 0, 0, 0, 0, 0, -1e9, 0, -1, 0], F64),
         }
@@ -123,6 +124,13 @@ class RPeakDetector:
 
     def process(self, chunk: np.ndarray) -> list[int]:
         """Append samples (L,) (mV); return the R peaks (sample indices) decided by now."""
+        return [r for r, _ in self.process_timed(chunk)]
+
+    def process_timed(self, chunk: np.ndarray) -> list[tuple[int, int]]:
+        """Append samples (L,) (mV); return (R peak, decision sample) of each beat decided by
+        now. The decision sample is the index of the sample whose arrival decided the beat
+        when the record is fed one sample at a time, so it is the same for any cut into chunks
+        (what a rhythm feature may depend on: it never exceeds the last sample seen)."""
         x = _samples(chunk, "RPeakDetector.process")  # (L,)
         if not len(x):
             return []
@@ -135,7 +143,7 @@ class RPeakDetector:
             take = x[: self.init_len - n0]
             s["init"][n0: n0 + len(take)] = buf[0, self.hist: self.hist + len(take)]
         cands = self._candidates(buf, n0)  # (c, 4)
-        out: list[int] = []
+        out: list[tuple[int, int]] = []
         if not s["scal"][3]:
             s["queue"] = np.concatenate([s["queue"], cands])
             if n < self.init_len:
@@ -146,6 +154,9 @@ class RPeakDetector:
             cands, s["queue"] = s["queue"], np.zeros((0, 4))
         for c in cands:
             self._run_search_back(c[0] + self.after, out)
+            # decided when its confirmation window is complete, or at the end of the first
+            # 2 s (thresholds initialized), whichever is later
+            s["t_last"] = np.array(max(c[0] + self.after, self.init_len - 1.0))
             self._decide(c, out)
         self._run_search_back(n - 1, out)
         return out
@@ -165,7 +176,7 @@ class RPeakDetector:
         sc[6], sc[7] = c[2], c[3]
         sc[8] = np.ceil(c[2] + 1.66 * self._rr_mean()) if self.search_back else -1
         s["noise"] = np.zeros((0, 4))
-        out.append(int(c[2]))
+        out.append((int(c[2]), int(s["t_last"])))
 
     def _decide(self, c: np.ndarray, out: list) -> None:
         """Classify candidate c = [mwi index, peak, R sample, slope] as QRS or noise."""
@@ -191,6 +202,9 @@ class RPeakDetector:
             ok = nz[nz[:, 1] > thr2]
             if not len(ok):
                 return
+            # fed sample by sample, the search-back fires at the first sample >= the trigger
+            # at which a candidate qualifies: the trigger, or the last change of state after it
+            s["t_last"] = np.array(max(sc[8], float(s["t_last"])))
             best = ok[np.argmax(ok[:, 1])]
             rest = nz[nz[:, 2] - best[2] > self.refr]
             self._accept(best, out, 0.25)

@@ -192,7 +192,9 @@ class FrontendConfig(_Config):
 
     kind "identity": the raw sample is the feature (ECG per sample, toy tasks).
     kind "logmel": streaming log-mel frames (audio); the model steps once per hop.
-    kind "ecg": causal band-pass and optional decimation before the model.
+    kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, two
+    more features per step from the front end's own online R-peak detector (the prematurity
+    of the latest detected beat and of the one before it: `runtime/ecg.py`).
     """
 
     kind: str = "identity"
@@ -208,6 +210,7 @@ class FrontendConfig(_Config):
     decimate: int = 1
     norm_mean: tuple = ()  # per-feature normalization applied after the front end
     norm_std: tuple = ()
+    rhythm: bool = False  # ecg: append the detector's rhythm features (F = 3)
 
     def __post_init__(self):
         if self.kind not in ("identity", "logmel", "ecg"):
@@ -248,6 +251,9 @@ class FrontendConfig(_Config):
             raise SpecError(f"FrontendConfig.norm_mean/norm_std: equally long lists of finite "
                             f"numbers, every std > 0; got {list(mean)[:8]}, {list(std)[:8]}")
 
+        if self.rhythm and self.kind != "ecg":
+            raise SpecError(f"FrontendConfig.rhythm: ECG front ends only, got kind {self.kind!r}")
+
     def features(self) -> int | None:
         """Features per step this front end produces (None: the model's d_input)."""
         ecg = 3 if getattr(self, "rhythm", False) else 1  # rhythm: two rhythm features more
@@ -265,8 +271,6 @@ def _positive(v) -> bool:
 def _int_in(name: str, v, lo: int, hi: int) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise SpecError(f"FrontendConfig.{name}: an integer in {lo}..{hi}, got {v!r}")
-
-
 
 
 READ_NOISE_MODELS = ("span", "relative")
@@ -367,6 +371,10 @@ class TrainConfig(_Config):
     qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
     fold: str = ""  # digits: the FSDD speaker held out (leave-one-speaker-out test fold)
     synth: str = ""  # sc12, digits: a `qs4d data kws` build whose clips join the training set
+    rhythm: bool = False  # ecg: the front end appends the detector's rhythm features
+    noise_data: str = ""  # ecg: folder of WFDB noise records (MIT-BIH NSTDB bw, em, ma)
+    noise_copies: int = 0  # ecg: noisy copies of every training record (needs noise_data)
+    extra_data: str = ""  # ecg: a `qs4d data ecg` folder whose train split is added
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -376,7 +384,7 @@ class TrainConfig(_Config):
         if self.batch_size < 1:
             raise SpecError(f"TrainConfig.batch_size: must be >= 1, got {self.batch_size}")
         for name in ("epochs_float", "epochs_prune", "epochs_qat", "prune_keep", "max_train",
-                     "qat_batches", "loud_noise_clips"):
+                     "qat_batches", "loud_noise_clips", "noise_copies"):
             if getattr(self, name) < 0:
                 raise SpecError(f"TrainConfig.{name}: must be >= 0, got {getattr(self, name)}")
         if isinstance(self.exclude_train, str) or not all(
@@ -397,6 +405,14 @@ class TrainConfig(_Config):
         if bool(self.fold) != (self.task == "digits"):
             raise SpecError("TrainConfig.fold: the digits task needs it (an FSDD speaker), other "
                             f"tasks take none; got task {self.task!r}, fold {self.fold!r}")
+        ecg_only = [n for n in ("rhythm", "noise_data", "noise_copies", "extra_data")
+                    if getattr(self, n)]
+        if ecg_only and self.task != "ecg":
+            raise SpecError(f"TrainConfig.{ecg_only[0]}: ECG only (task 'ecg'), got task "
+                            f"{self.task!r}")
+        if self.noise_copies and not self.noise_data:
+            raise SpecError("TrainConfig.noise_copies: needs noise_data (a folder of noise "
+                            "records)")
         if self.logit_adjust < 0:
             raise SpecError(f"TrainConfig.logit_adjust: must be >= 0, got {self.logit_adjust}")
         if not 0.0 <= self.qat_distill <= 1.0:

@@ -251,8 +251,8 @@ def test_training_windows_end_where_the_stream_reads(rec, k):
     w = windows_from_arrays([("r", x, peaks, np.zeros(len(peaks)))],
                             WindowConfig(ecg_frontend_config(decimate=k)))
     X, y, rid = w.arrays()
-    assert X.shape == (len(w), round(2.75 * FS / k)) and X.dtype == np.float32
-    assert len(X) > 30 and np.allclose(X[:, -1], read[np.searchsorted(peaks, w.r_peak)],
+    assert X.shape == (len(w), round(2.75 * FS / k), 1) and X.dtype == np.float32
+    assert len(X) > 30 and np.allclose(X[:, -1, 0], read[np.searchsorted(peaks, w.r_peak)],
                                        atol=1e-4)
     with pytest.raises(ValueError, match="decision_delay_s"):
         WindowConfig(decision_delay_s=0.4)

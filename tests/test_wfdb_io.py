@@ -98,7 +98,7 @@ def test_build_data_set_and_read_it_back(tmp_path, capsys):
     assert split_records(out, "test") == meta["test"]
     w = load_split(out, "validation", WindowConfig())
     X, y, rid = w.arrays()
-    assert X.shape == (len(y), 990) and X.dtype == np.float32 and y.dtype == np.int64
+    assert X.shape == (len(y), 990, 1) and X.dtype == np.float32 and y.dtype == np.int64
     assert set(rid) <= set(range(len(meta["validation"]))) and len(y) > 20
     with pytest.raises(ValueError, match="holdout"):
         split_records(out, "holdout")
@@ -107,8 +107,10 @@ def test_build_data_set_and_read_it_back(tmp_path, capsys):
 def test_split_records_of_an_mitbih_folder(tmp_path):
     for name in wfdb_io.DS1[:3]:
         (tmp_path / f"{name}.hea").write_text("")
-    with pytest.raises(FileNotFoundError, match="DS1"):
+    with pytest.raises(FileNotFoundError, match="split 'train'.*DS1"):
         split_records(tmp_path, "train")
     for name in wfdb_io.DS1:
         (tmp_path / f"{name}.hea").write_text("")
-    assert split_records(tmp_path, "train") == list(wfdb_io.DS1)
+    assert split_records(tmp_path, "DS1") == list(wfdb_io.DS1)
+    train, val = split_records(tmp_path, "train"), split_records(tmp_path, "validation")
+    assert sorted(train + val) == sorted(wfdb_io.DS1) and not set(train) & set(val)

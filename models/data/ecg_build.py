@@ -1,4 +1,5 @@
-"""`qs4d data ecg --out DIR [--seed S] [--subjects N] [--minutes M]`: a simulated ECG data set.
+"""`qs4d data ecg --out DIR [--seed S] [--subjects N] [--minutes M]`: a simulated ECG data set;
+`qs4d data ecg --mitdb DIR [--download]`: check (or fetch) the real MIT-BIH Arrhythmia Database.
 
 Writes one WFDB record per simulated subject (`simNNN.hea` / `.dat`, lead MLII, format 212,
 200 ADC units per mV, 360 Hz) with a beat annotation file `.atr` in MIT-BIH symbols
@@ -118,13 +119,65 @@ def summary(meta: dict) -> str:
     return "\n".join(rows)
 
 
+def mitdb_counts(data: Path) -> dict:
+    """{split: {class: beats}} of an MIT-BIH folder's training splits (annotations only)."""
+    import wfdb
+
+    from qs4d.runtime.mitbih import AAMI_OF_SYMBOL, mitbih_split
+
+    counts = {}
+    for split in SPLITS:
+        c = dict.fromkeys(AAMI_CLASSES, 0)
+        for name in mitbih_split(split):
+            for sym in wfdb.rdann(str(data / name), "atr").symbol:
+                if sym in AAMI_OF_SYMBOL:
+                    c[AAMI_OF_SYMBOL[sym]] += 1
+        counts[split] = c
+    return counts
+
+
+def check_mitdb(data: Path, download: bool) -> dict:
+    """Make sure `data` holds every DS1 and DS2 record (downloading them from PhysioNet with
+    wfdb when asked); the split metadata with beat counts, as `summary` prints it."""
+    from qs4d.runtime.mitbih import DS1, DS2, mitbih_split
+
+    need = [n for n in DS1 + DS2 if not all((data / f"{n}.{e}").exists()
+                                            for e in ("hea", "dat", "atr"))]
+    if need and download:
+        import wfdb
+
+        data.mkdir(parents=True, exist_ok=True)
+        wfdb.dl_database("mitdb", str(data), records=need)
+        need = [n for n in need if not (data / f"{n}.atr").exists()]
+    if need:
+        raise FileNotFoundError(f"{data}: MIT-BIH records missing: {need} (give --download to "
+                                f"fetch them from PhysioNet)")
+    meta = {k: list(mitbih_split(k)) for k in SPLITS}
+    meta["counts"] = mitdb_counts(data)
+    return meta
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="qs4d data ecg", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path, help="output directory")
+    ap.add_argument("--mitdb", type=Path, help="an MIT-BIH Arrhythmia Database folder: check it "
+                    "and print its inter-patient training splits (read in place, nothing is "
+                    "written)")
+    ap.add_argument("--download", action="store_true", help="with --mitdb: fetch missing "
+                    "records from PhysioNet (needs a network)")
+    ap.add_argument("--out", type=Path, help="output directory of a simulated data set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--subjects", type=int, default=48, help="simulated subjects (records)")
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes per record")
     a = ap.parse_args(argv)
+    if a.mitdb is not None:
+        meta = check_mitdb(a.mitdb, a.download)
+        print(summary(meta))
+        print(f"{a.mitdb}: train and validation are DS1 (validation: records "
+              f"{', '.join(meta['validation'])}), test is DS2; train with train.data = "
+              f"\"{a.mitdb}\" (models/recipes/ecg-mitdb.toml)")
+        return 0
+    if a.out is None:
+        ap.error("give --out DIR (a simulated data set) or --mitdb DIR (real records)")
     if a.subjects < 1 or not a.minutes > 0:
         ap.error(f"need --subjects >= 1 and --minutes > 0, got {a.subjects}, {a.minutes}")
     t0 = time.time()

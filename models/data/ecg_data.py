@@ -5,7 +5,7 @@ band-pass, optional decimation, normalization: the device's exact features). For
 R peak at sample r, its window is the L feature rows that end at the row the runtime reads:
 
     j_end = (r + round(decision_delay_s * fs)) // k            (BeatStream's row for the beat)
-    window = features[j_end - L + 1 : j_end + 1, 0]            L = round((context_s +
+    window = features[j_end - L + 1 : j_end + 1, :]            L = round((context_s +
                                                                   decision_delay_s) * fs / k)
 
 so the window sees `context_s` (default 2.5 s: the previous RR intervals) before the R peak
@@ -71,7 +71,7 @@ class BeatWindows:
 
     cfg: WindowConfig
     names: list  # record names
-    features: list  # per record (T_i,) float32
+    features: list  # per record (T_i, F) float32
     record: np.ndarray  # (n,) int64 index into names
     end: np.ndarray  # (n,) int64 last feature row of each window
     y: np.ndarray  # (n,) int64 AAMI class index
@@ -81,17 +81,18 @@ class BeatWindows:
         return len(self.y)
 
     def x(self, idx: np.ndarray | None = None) -> np.ndarray:
-        """Windows (n, L) float32 of the beats `idx` (all beats when None)."""
+        """Windows (n, L, F) float32 of the beats `idx` (all beats when None)."""
         idx = np.arange(len(self.y)) if idx is None else np.asarray(idx, np.int64)
         L = self.cfg.length
-        out = np.empty((len(idx), L), np.float32)  # (n, L)
+        F = self.features[0].shape[1] if self.features else 1
+        out = np.empty((len(idx), L, F), np.float32)  # (n, L, F)
         for i, b in enumerate(idx):
             e = self.end[b]
             out[i] = self.features[self.record[b]][e - L + 1: e + 1]
         return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """X (n, L) float32, y (n,) int64, record id (n,) int64 index into `names`."""
+        """X (n, L, F) float32, y (n,) int64, record id (n,) int64 index into `names`."""
         return self.x(), self.y.copy(), self.record.copy()
 
     def class_counts(self) -> np.ndarray:
@@ -106,7 +107,7 @@ def windows_from_arrays(items: list, cfg: WindowConfig) -> BeatWindows:
         f = fe.features(signal)  # (T, 1)
         e, keep = beat_windows(f, r_peaks, cfg)
         names.append(name)
-        feats.append(f[:, 0])
+        feats.append(f)
         rec.append(np.full(len(e), i, np.int64))
         end.append(e)
         y.append(np.asarray(labels, np.int64)[keep])
@@ -117,7 +118,8 @@ def windows_from_arrays(items: list, cfg: WindowConfig) -> BeatWindows:
 
 def split_records(data_dir: str | Path, split: str) -> list[str]:
     """Record names of `split`: from data_dir/splits.json (train / validation / test) or,
-    for an MIT-BIH folder without one, de Chazal's 'DS1' / 'DS2' (also as 'train' / 'test')."""
+    for an MIT-BIH folder without one, de Chazal's 'DS1' / 'DS2', and 'train' (DS1 less its
+    patient-held-out 'validation' records) and 'test' (DS2)."""
     d = Path(data_dir)
     sf = d / SPLIT_FILE
     if sf.exists():
@@ -125,13 +127,22 @@ def split_records(data_dir: str | Path, split: str) -> list[str]:
         if split not in meta or not isinstance(meta[split], list):
             raise ValueError(f"{sf}: no split {split!r}; have train, validation, test")
         return list(meta[split])
-    ds = {"train": "DS1", "test": "DS2"}.get(split, split)
-    names = mitbih_split(ds)
+    names = mitbih_split(split)
     have = set(record_names(d))
     missing = [n for n in names if n not in have]
     if missing:
-        raise FileNotFoundError(f"{d}: MIT-BIH split {ds} needs records {missing}")
+        raise FileNotFoundError(f"{d}: MIT-BIH split {split!r} needs records {missing} "
+                                f"(train and validation are DS1, test is DS2)")
     return list(names)
+
+
+def split_items(data_dir: str | Path, split: str, lead: str = "MLII") -> list:
+    """(name, signal (L,) mV at 360 Hz, r_peaks (n,), labels (n,)) of every record of split."""
+    items = []
+    for name in split_records(data_dir, split):
+        r = read_record(Path(data_dir) / name, lead=lead, fs=FS)
+        items.append((name, r.signal, r.r_peaks, r.labels))
+    return items
 
 
 def load_split(data_dir: str | Path, split: str, cfg: WindowConfig | None = None,
@@ -141,8 +152,30 @@ def load_split(data_dir: str | Path, split: str, cfg: WindowConfig | None = None
     if cfg.frontend.sample_rate != FS:
         raise ValueError(f"load_split: records are read at {FS} Hz; the front end says "
                          f"{cfg.frontend.sample_rate}")
-    items = []
-    for name in split_records(data_dir, split):
-        r = read_record(Path(data_dir) / name, lead=lead, fs=FS)
-        items.append((name, r.signal, r.r_peaks, r.labels))
-    return windows_from_arrays(items, cfg)
+    return windows_from_arrays(split_items(data_dir, split, lead), cfg)
+
+
+def noisy_copy(signal: np.ndarray, noise: dict, rng: np.random.Generator,
+               snr_db: tuple = (3.0, 24.0), gain: tuple = (0.5, 2.0),
+               wander_mv: float = 0.5, knot_s: float = 30.0) -> np.ndarray:
+    """signal (L,) mV with real noise added and its gain and baseline changed.
+
+    One noise channel of `noise` (read_noise), from a random offset (looped), at an SNR
+    (against the signal's RMS) that moves linearly between random values in snr_db every
+    knot_s seconds; a log-uniform gain; a slow baseline swing (0.05-0.3 Hz, up to wander_mv).
+    """
+    L = len(signal)
+    keys = sorted(noise)
+    nz = noise[keys[rng.integers(len(keys))]]  # (M,)
+    idx = (rng.integers(len(nz)) + np.arange(L)) % len(nz)
+    n = nz[idx].astype(np.float64)
+    n -= n.mean()
+    knots = int(np.ceil(L / (knot_s * FS))) + 1
+    snr = np.interp(np.arange(L), np.linspace(0, L - 1, knots), rng.uniform(*snr_db, knots))
+    p_sig = np.var(signal)
+    scale = np.sqrt(p_sig / max(np.var(n), 1e-12) * 10.0 ** (-snr / 10.0))  # (L,)
+    t = np.arange(L) / FS
+    wander = rng.uniform(0, wander_mv) * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * t
+                                          + rng.uniform(0, 2 * np.pi))
+    g = np.exp(rng.uniform(np.log(gain[0]), np.log(gain[1])))
+    return (g * (signal + scale * n + wander)).astype(np.float32)

@@ -5,9 +5,7 @@ that need it. A record is read on one lead (MLII by default), in millivolts, res
 360 Hz when it was recorded at another rate; its beat annotations are mapped to the five AAMI
 classes and every non-beat annotation (rhythm '+', noise '~', comments ...) is dropped.
 
-Inter-patient split of the MIT-BIH Arrhythmia Database (de Chazal, O'Dwyer and Reilly 2004):
-DS1 for training, DS2 for testing, 22 records each; the paced records 102, 104, 107 and 217
-are in neither.
+The record lists (DS1, DS2, the validation part of DS1) are `qs4d.runtime.mitbih`'s.
 
 Glossary: L samples, n beats.
 """
@@ -23,23 +21,19 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from qs4d.runtime.ecg import AAMI_CLASSES
+from qs4d.runtime.mitbih import (  # noqa: F401  (re-exported: the data side's names)
+    AAMI_OF_SYMBOL,
+    DS1,
+    DS1_TRAIN,
+    DS1_VALIDATION,
+    DS2,
+    PACED,
+    mitbih_split,
+)
 
 log = logging.getLogger(__name__)
 
 FS = 360
-# MIT-BIH beat symbol -> AAMI class (EC57).
-AAMI_OF_SYMBOL = {
-    **dict.fromkeys("NLRej", "N"),
-    **dict.fromkeys("aAJS", "S"),
-    **dict.fromkeys("VE", "V"),
-    "F": "F",
-    **dict.fromkeys("/fQ", "Q"),
-}
-DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
-       "201", "203", "205", "207", "208", "209", "215", "220", "223", "230")
-DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
-       "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
-PACED = ("102", "104", "107", "217")
 LEAD_ALIASES = {"MLII": ("MLII", "ML2", "II")}
 
 
@@ -116,9 +110,17 @@ def record_names(data_dir: str | Path) -> list[str]:
     return names
 
 
-def mitbih_split(split: str) -> tuple:
-    """De Chazal's inter-patient record lists: 'DS1' (train) or 'DS2' (test)."""
-    splits = {"DS1": DS1, "DS2": DS2}
-    if split not in splits:
-        raise ValueError(f"mitbih_split: 'DS1' or 'DS2', got {split!r}")
-    return splits[split]
+def read_noise(data_dir: str | Path, fs: int = FS) -> dict:
+    """Every channel of every WFDB record in data_dir (e.g. the MIT-BIH Noise Stress Test
+    records bw, em, ma) in mV at fs: {"name:channel": (L,) float32}."""
+    import wfdb
+
+    out = {}
+    for name in record_names(data_dir):
+        rec = wfdb.rdrecord(str(Path(data_dir) / name))
+        for c, lead in enumerate(rec.sig_name):
+            x = np.nan_to_num(np.asarray(rec.p_signal[:, c], np.float64))
+            if rec.fs != fs:
+                x, _ = resample(x, np.zeros(0, np.int64), rec.fs, fs)
+            out[f"{name}:{lead}"] = np.asarray(x, np.float32)
+    return out

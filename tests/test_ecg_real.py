@@ -1,0 +1,196 @@
+"""ECG on real patients: the detector's decision times, the rhythm front end, MIT-BIH splits,
+real-noise augmentation, the inter-patient report. Tests that read `../shared/data` skip with
+a reason when it is absent; none of them measures accuracy (that is the model cards' job)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qs4d.models.data import ecg_sim as es
+from qs4d.runtime import mitbih
+from qs4d.runtime.ecg import BeatStream, EcgFrontend, ecg_frontend_config
+from qs4d.runtime.rpeak import RPeakDetector
+from qs4d.runtime.spec import FrontendConfig, SpecError, TrainConfig
+
+FS = 360
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+MITDB, NSTDB = DATA / "mitdb", DATA / "nstdb-noise"
+needs_mitdb = pytest.mark.skipif(not (MITDB / "100.hea").exists(),
+                                 reason=f"real MIT-BIH records not at {MITDB}")
+needs_nstdb = pytest.mark.skipif(not (NSTDB / "em.hea").exists(),
+                                 reason=f"MIT-BIH noise records not at {NSTDB}")
+
+
+@pytest.fixture(scope="module")
+def rec():
+    """An atrial subject, 60 s: premature S beats among sinus beats."""
+    subj = next(s for s in es.make_cohort(12, seed=5) if s.profile == "atrial")
+    return es.simulate(subj, 1.0)
+
+
+def chunks(x: np.ndarray, seed: int, top: int = 900) -> list:
+    rng = np.random.default_rng(seed)
+    out, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, top))
+        out.append(x[i: i + n])
+        i += n
+    return out
+
+
+def test_detector_decision_times_are_the_same_for_any_chunking(rec):
+    x = rec.signal[: 30 * FS]
+    whole = RPeakDetector(FS).process_timed(x)
+    one = RPeakDetector(FS)
+    by_sample = [b for i in range(len(x)) for b in one.process_timed(x[i: i + 1])]
+    parts = RPeakDetector(FS)
+    by_chunk = [b for c in chunks(x, 0) for b in parts.process_timed(c)]
+    assert whole == by_sample == by_chunk and len(whole) > 25
+    r, t = np.array(whole).T
+    assert np.all(t >= r) and np.all(np.diff(t) >= 0)
+    late = r >= 2 * FS  # after the 2-s warm-up, every beat is decided within the 0.25-s delay
+    assert np.all((t - r)[late] <= 0.25 * FS) and np.all(t[~late] >= 2 * FS - 1)
+    assert [b for b, _ in whole] == RPeakDetector(FS).process(x)
+
+
+def test_rhythm_front_end_is_chunk_exact_and_flags_premature_beats(rec):
+    cfg = ecg_frontend_config(decimate=4).replace(rhythm=True)
+    fe = EcgFrontend(cfg)
+    whole = fe.features(rec.signal)
+    assert whole.shape == (len(rec.signal) // 4, 3) and whole.dtype == np.float32
+    plain = EcgFrontend(ecg_frontend_config(decimate=4)).features(rec.signal)
+    assert np.array_equal(whole[:, :1], plain)  # the ECG feature is unchanged
+    parts = np.concatenate([fe.process(c) for c in chunks(rec.signal, 1)])
+    assert np.array_equal(parts, whole)
+    # the prematurity read at each beat's decision row (R + 0.25 s): S beats come early
+    rows = (rec.r_peaks + round(0.25 * FS)) // 4
+    ok = (rows < len(whole)) & (rec.r_peaks > 5 * FS)
+    p = whole[rows[ok], 1]
+    lab = rec.labels[ok]
+    assert (lab == 1).sum() >= 3 and np.median(p[lab == 1]) < -0.15 < np.median(p[lab == 0])
+    assert np.all(whole[1:, 2][np.diff(whole[:, 1]) != 0] == whole[:-1, 1][
+        np.diff(whole[:, 1]) != 0])  # the second feature is the previous beat's prematurity
+
+
+def test_rhythm_front_end_state_round_trip(rec):
+    cfg = ecg_frontend_config(decimate=4).replace(rhythm=True)
+    a, b = EcgFrontend(cfg), EcgFrontend(cfg)
+    x = rec.signal[: 20 * FS]
+    a.process(x[: 7001])
+    b.restore(a.state())
+    assert np.array_equal(a.process(x[7001:]), b.process(x[7001:]))
+    with pytest.raises(ValueError, match="rhythm.cur"):
+        EcgFrontend(ecg_frontend_config(decimate=4)).restore(a.state())
+
+
+def test_beat_stream_shares_the_rhythm_front_end_detector(rec):
+    class Zeros:
+        def accept(self, feats):
+            return np.zeros((len(feats), 5), np.float32)
+
+    rhythm = BeatStream(Zeros(), ecg_frontend_config(decimate=4).replace(rhythm=True))
+    plain = BeatStream(Zeros(), ecg_frontend_config(decimate=4))
+    ev_r = [e.sample for c in chunks(rec.signal, 2) for e in rhythm.accept(c)]
+    ev_p = [e.sample for e in plain.accept(rec.signal)]
+    assert ev_r == ev_p and rhythm.detector is rhythm.frontend.detector
+
+
+def test_mitbih_splits_are_patient_disjoint():
+    assert sorted(mitbih.DS1_TRAIN + mitbih.DS1_VALIDATION) == sorted(mitbih.DS1)
+    assert not set(mitbih.DS1) & set(mitbih.DS2)
+    assert not set(mitbih.PACED) & set(mitbih.DS1 + mitbih.DS2)
+    assert len(mitbih.DS1) == len(mitbih.DS2) == 22
+    assert mitbih.mitbih_split("test") == mitbih.DS2
+    with pytest.raises(ValueError, match="DS3"):
+        mitbih.mitbih_split("DS3")
+
+
+def test_train_config_ecg_options_are_checked():
+    TrainConfig(task="ecg", rhythm=True, noise_data="n", noise_copies=2)
+    with pytest.raises(SpecError, match="rhythm.*ECG only"):
+        TrainConfig(task="kws", rhythm=True)
+    with pytest.raises(SpecError, match="noise_copies.*noise_data"):
+        TrainConfig(task="ecg", noise_copies=1)
+    with pytest.raises(SpecError, match="rhythm.*ECG front ends"):
+        FrontendConfig(kind="identity", rhythm=True)
+
+
+@needs_mitdb
+def test_mitdb_split_counts_match_the_published_totals():
+    from qs4d.models.data.ecg_build import check_mitdb
+
+    meta = check_mitdb(MITDB, download=False)
+    c = meta["counts"]
+    assert [c["test"][k] for k in "NSVFQ"] == [44259, 1837, 3221, 388, 7]  # DS2
+    ds1 = [c["train"][k] + c["validation"][k] for k in "NSVFQ"]
+    assert ds1 == [45866, 944, 3788, 415, 8]
+    assert meta["validation"] == list(mitbih.DS1_VALIDATION)
+
+
+@needs_mitdb
+@needs_nstdb
+def test_noisy_copy_is_deterministic_and_near_its_snr():
+    from qs4d.models.data.ecg_data import noisy_copy
+    from qs4d.models.data.wfdb_io import read_noise, read_record
+
+    noise = read_noise(NSTDB)
+    assert sorted(noise) == ["bw:noise1", "bw:noise2", "em:noise1", "em:noise2",
+                             "ma:noise1", "ma:noise2"]
+    x = read_record(MITDB / "100").signal[: 120 * FS]
+    kw = dict(snr_db=(6.0, 6.0), gain=(1.0, 1.0), wander_mv=0.0)
+    a = noisy_copy(x, noise, np.random.default_rng(3), **kw)
+    b = noisy_copy(x, noise, np.random.default_rng(3), **kw)
+    c = noisy_copy(x, noise, np.random.default_rng(4), **kw)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.shape == x.shape and a.dtype == np.float32
+    snr = 10 * np.log10(np.var(x) / np.var(a - x))
+    assert snr == pytest.approx(6.0, abs=0.1)
+
+
+@needs_mitdb
+def test_ecg_report_on_a_cut_real_record(tmp_path):
+    """Write the first 40 s of record 100 as a WFDB record at 250 Hz (another rate) and score a
+    zoo bundle on it: the report resamples, finds the beats and writes its JSON."""
+    wfdb = pytest.importorskip("wfdb")
+    from qs4d.apps import ecg_report
+
+    bundle = next((p for p in sorted((ROOT / "models" / "zoo").glob("ecg-*"))
+                   if (p / "manifest.json").exists()), None)
+    if bundle is None:
+        pytest.skip("no ECG bundle in models/zoo")
+    rec = wfdb.rdrecord(str(MITDB / "100"), sampto=40 * FS, channels=[0])
+    ann = wfdb.rdann(str(MITDB / "100"), "atr", sampto=40 * FS)
+    from scipy.signal import resample_poly
+
+    x = resample_poly(rec.p_signal[:, 0], 25, 36)  # 360 -> 250 Hz
+    wfdb.wrsamp("cut", fs=250, units=["mV"], sig_name=["MLII"], p_signal=x[:, None],
+                fmt=["16"], write_dir=str(tmp_path))
+    keep = np.isin(ann.symbol, list(mitbih.AAMI_OF_SYMBOL))
+    wfdb.wrann("cut", "atr", np.rint(ann.sample[keep] * 250 / 360).astype(np.int64),
+               np.asarray(ann.symbol)[keep], write_dir=str(tmp_path))
+    (tmp_path / "RECORDS").write_text("cut\n")
+    assert ecg_report.split_names(tmp_path, "all") == ["cut"]
+    out = tmp_path / "r.json"
+    assert ecg_report.main([str(bundle), "--data", str(tmp_path), "--split", "all",
+                            "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["records"] == ["cut"] and r["n_beats"] == int(keep.sum())
+    assert r["detection"]["se"] > 95 and r["detection"]["ppv"] > 95
+    assert np.array(r["confusion"]).sum() == r["detection"]["tp"]  # both match within 150 ms
+    assert set(r["se"]) == set("NSVFQ") and r["beats"]["N"] > 30
+
+
+@needs_mitdb
+def test_report_split_names_of_the_mitbih_folder():
+    from qs4d.apps.ecg_report import split_names
+
+    assert split_names(MITDB, "DS2") == list(mitbih.DS2)
+    assert split_names(MITDB, "validation") == list(mitbih.DS1_VALIDATION)
+    assert len(split_names(MITDB, "all")) == 48
+    with pytest.raises(ValueError, match="DS1"):
+        split_names(MITDB, "holdout")
