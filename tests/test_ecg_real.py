@@ -152,10 +152,26 @@ def test_noisy_copy_is_deterministic_and_near_its_snr():
     assert snr == pytest.approx(6.0, abs=0.1)
 
 
+def _write_cut(wfdb, name: str, out: Path, fs_out: int = 250, seconds: int = 40) -> int:
+    """The first seconds of an MIT-BIH record, lead MLII, as WFDB at fs_out; its beat count."""
+    from scipy.signal import resample_poly
+
+    rec = wfdb.rdrecord(str(MITDB / name), sampto=seconds * FS, channels=[0])
+    ann = wfdb.rdann(str(MITDB / name), "atr", sampto=seconds * FS)
+    x = resample_poly(rec.p_signal[:, 0], fs_out, FS)
+    wfdb.wrsamp(f"cut{name}", fs=fs_out, units=["mV"], sig_name=["MLII"], p_signal=x[:, None],
+                fmt=["16"], write_dir=str(out))
+    keep = np.isin(ann.symbol, list(mitbih.AAMI_OF_SYMBOL))
+    wfdb.wrann(f"cut{name}", "atr", np.rint(ann.sample[keep] * fs_out / FS).astype(np.int64),
+               np.asarray(ann.symbol)[keep], write_dir=str(out))
+    return int(keep.sum())
+
+
 @needs_mitdb
-def test_ecg_report_on_a_cut_real_record(tmp_path):
-    """Write the first 40 s of record 100 as a WFDB record at 250 Hz (another rate) and score a
-    zoo bundle on it: the report resamples, finds the beats and writes its JSON."""
+def test_ecg_report_on_cut_real_records(tmp_path):
+    """The first 40 s of records 100 and 232 written at 250 Hz (another rate): the report
+    resamples, finds the beats, gives the batched streams the events of one stream per record,
+    and writes its JSON."""
     wfdb = pytest.importorskip("wfdb")
     from qs4d.apps import ecg_report
 
@@ -163,26 +179,22 @@ def test_ecg_report_on_a_cut_real_record(tmp_path):
                    if (p / "manifest.json").exists()), None)
     if bundle is None:
         pytest.skip("no ECG bundle in models/zoo")
-    rec = wfdb.rdrecord(str(MITDB / "100"), sampto=40 * FS, channels=[0])
-    ann = wfdb.rdann(str(MITDB / "100"), "atr", sampto=40 * FS)
-    from scipy.signal import resample_poly
-
-    x = resample_poly(rec.p_signal[:, 0], 25, 36)  # 360 -> 250 Hz
-    wfdb.wrsamp("cut", fs=250, units=["mV"], sig_name=["MLII"], p_signal=x[:, None],
-                fmt=["16"], write_dir=str(tmp_path))
-    keep = np.isin(ann.symbol, list(mitbih.AAMI_OF_SYMBOL))
-    wfdb.wrann("cut", "atr", np.rint(ann.sample[keep] * 250 / 360).astype(np.int64),
-               np.asarray(ann.symbol)[keep], write_dir=str(tmp_path))
-    (tmp_path / "RECORDS").write_text("cut\n")
-    assert ecg_report.split_names(tmp_path, "all") == ["cut"]
+    beats = sum(_write_cut(wfdb, n, tmp_path) for n in ("100", "232"))
+    (tmp_path / "RECORDS").write_text("cut100\ncut232\n")
+    assert ecg_report.split_names(tmp_path, "all") == ["cut100", "cut232"]
     out = tmp_path / "r.json"
     assert ecg_report.main([str(bundle), "--data", str(tmp_path), "--split", "all",
                             "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["records"] == ["cut"] and r["n_beats"] == int(keep.sum())
+    assert r["records"] == ["cut100", "cut232"] and r["n_beats"] == beats
     assert r["detection"]["se"] > 95 and r["detection"]["ppv"] > 95
     assert np.array(r["confusion"]).sum() == r["detection"]["tp"]  # both match within 150 ms
-    assert set(r["se"]) == set("NSVFQ") and r["beats"]["N"] > 30
+    assert set(r["se"]) == set("NSVFQ") and r["beats"]["N"] > 30 and r["beats"]["S"] > 10
+    batched = ecg_report.evaluate_records(str(bundle), [tmp_path / "cut100", tmp_path / "cut232"])
+    for b in batched:
+        alone = ecg_report.evaluate_record(str(bundle), tmp_path / b["name"])
+        assert np.array_equal(alone["report"].confusion, b["report"].confusion)
+        assert alone["detection"] == b["detection"]
 
 
 @needs_mitdb
