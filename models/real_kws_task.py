@@ -53,8 +53,8 @@ from .data.real_kws import (
     Clips,
     concat,
     fsdd_clips,
-    load_clip,
     load_noises,
+    read_clip,
     resolve,
     sc_clips,
 )
@@ -96,9 +96,9 @@ def _init_worker(noises: list) -> None:
 
 
 def _clip_features(job) -> np.ndarray:
-    """(T, F) log-mel frames of one clip, clean or augmented."""
-    clips, i, seed, fe, aug = job
-    x = load_clip(clips, i)  # (16000,)
+    """(T, F) log-mel frames of one clip (its row's fields), clean or augmented."""
+    row, seed, fe, aug = job
+    x = read_clip(*row)  # (16000,)
     if aug is not None:
         x = Augmenter(aug, _NOISES)(x, np.random.default_rng(seed))
     return LogMel(fe).frames(x)
@@ -136,11 +136,13 @@ def source_features(clips: Clips, augment: np.ndarray, cfg: TrainConfig, noises:
     if cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    out = {"x": _pool(_clip_features, [(clips, i, 0, fe, None) for i in range(len(clips))],
-                      noises, f"{name} features")}
+    fields = [(str(p), str(w), int(o), float(g))
+              for p, w, o, g in zip(clips.paths, clips.words, clips.offsets, clips.gains)]
+    out = {"x": _pool(_clip_features, [(f, 0, fe, None) for f in fields], noises,
+                      f"{name} features")}
     rows = np.flatnonzero(augment)
     for k in range(N_AUG):
-        jobs = [(clips, int(i), (cfg.seed + 1 + k) * 1_000_003 + int(i), fe, aug) for i in rows]
+        jobs = [(fields[i], (cfg.seed + 1 + k) * 1_000_003 + int(i), fe, aug) for i in rows]
         out[f"x_aug{k}"] = _pool(_clip_features, jobs, noises, f"{name} augment {k}")
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(tmp, **out)

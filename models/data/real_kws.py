@@ -273,14 +273,21 @@ def centre(x: np.ndarray, length: int = SR) -> np.ndarray:
 
 def load_clip(clips: Clips, i: int, length: int = SR) -> np.ndarray:
     """Clip i as float32 (length,) at 16 kHz (Clips docstring)."""
-    x = read_audio(clips.paths[i])
-    if clips.words[i] == SILENCE and len(x) > length:  # a cut of a long noise recording
-        off = int(clips.offsets[i])
-        x = x[off:off + length]
+    return read_clip(clips.paths[i], clips.words[i], int(clips.offsets[i]),
+                     float(clips.gains[i]), length)
+
+
+def read_clip(path: str, word: str, offset: int = 0, gain: float = 1.0,
+              length: int = SR) -> np.ndarray:
+    """One clip from its row's fields: a `_silence_` cut of a long noise recording at
+    `offset`, or the whole file (FSDD's, shorter: trimmed and centred), times `gain`."""
+    x = read_audio(path)
+    if word == SILENCE and len(x) > length:  # a cut of a long noise recording
+        x = x[offset:offset + length]
     elif len(x) != length:  # FSDD: trimmed, variable length
         t = trim_silence(x, SR)
         x = centre(t if len(t) else x, length)
-    x = np.asarray(x * clips.gains[i], dtype=np.float32)
+    x = np.asarray(x * gain, dtype=np.float32)
     return np.pad(x, (0, length - len(x))) if len(x) < length else x
 
 
