@@ -169,6 +169,45 @@ def to_json(r: dict, bundle: str, data: Path, split: str, backend: str) -> dict:
                            for x in r["records"]}}
 
 
+DATA_NOTE = ("MIT-BIH Arrhythmia Database (ODC-By 1.0; Moody and Mark, IEEE EMB Mag 20(3), "
+             "2001; PhysioNet, Goldberger et al., Circulation 101(23), 2000)")
+
+
+def markdown(j: dict, command: str) -> str:
+    """A model card section from the report's JSON: the AAMI table and the detection."""
+    def f(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    rows = "\n".join(f"| {c} | {j['beats'][c]} | {f(j['se'][c])} | {f(j['ppv'][c])} |"
+                     for c in j["classes"])
+    conf = "\n".join(f"| {c} | " + " | ".join(str(v) for v in row) + f" | {m} |"
+                     for c, row, m in zip(j["classes"], j["confusion"], j["missed"]))
+    d, d50 = j["detection"], j["detection_50ms"]
+    return f"""## Real patients: {j['split']} ({len(j['records'])} records, {j['n_beats']} beats, {j['hours']:.1f} h)
+
+Data: {DATA_NOTE}, records {', '.join(j['records'])}; streamed through the runtime
+(`{j['backend']}` backend: causal front end, online R-peak detector, the model), scored as AAMI
+EC57 (classification within 150 ms). Command:
+
+```
+{command}
+```
+
+Accuracy {j['accuracy']:.2f}% of matched beats. R-peak detection: Se {d['se']:.2f}%, +P {d['ppv']:.2f}%
+within 150 ms (Se {d50['se']:.2f}%, +P {d50['ppv']:.2f}% within 50 ms).
+
+| class | beats | Se % | +P % |
+|---|---|---|---|
+{rows}
+
+Confusion (rows: reference, columns: the model's label; `missed`: beats not detected):
+
+| ref \\ model | {' | '.join(j['classes'])} | missed |
+|---|{'---|' * (len(j['classes']) + 1)}
+{conf}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="qs4d ecg-report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -182,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="onnx", choices=("onnx", "imssa", "numpy"))
     p.add_argument("--jobs", type=int, default=1, help="records evaluated in parallel")
     p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="write the report as a model card section")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.jobs < 1:
         p.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -197,10 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     print(rep.table())
     print(f"{r['wall']:.0f} s wall for {r['seconds']:.0f} s of signal "
           f"({r['seconds'] / max(r['wall'], 1e-9):.0f}x real time, {args.jobs} jobs)")
+    j = to_json(r, args.bundle, args.data, split, args.backend)
     if args.json:
-        args.json.write_text(json.dumps(to_json(r, args.bundle, args.data, split, args.backend),
-                                        indent=1) + "\n")
+        args.json.write_text(json.dumps(j, indent=1) + "\n")
         print(f"wrote {args.json}")
+    if args.markdown:
+        cmd = "qs4d ecg-report " + " ".join(sys.argv[1:] if argv is None else argv)
+        args.markdown.write_text(markdown(j, cmd))
+        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bits of the codes a float checkpoint's weights are programmed as")
     p.add_argument("--card", help="markdown model card to use instead of the generated one")
     p.add_argument("--command", default="", help="the command that trained it, for the card")
+    p.add_argument("--append", help="markdown file appended to the generated card (figures "
+                                    "measured on the exported bundle, e.g. a streaming report)")
     p.add_argument("--reeval", action="store_true",
                    help="re-measure accuracy on the task's splits and record it in the spec")
     return p
@@ -134,6 +136,8 @@ def main(argv: list[str]) -> int:
         cmd = args.command or f"qs4d train ... --out RUN && qs4d export {args.checkpoint} ..."
         card = model_card(spec, model_weights(model), command=cmd, train=tcfg.to_dict(),
                           data=tcfg.data or f"task {tcfg.task!r} (generated)")
+    if args.append:
+        card = card.rstrip("\n") + "\n\n" + Path(args.append).read_text()
     out = export_model(model, args.out, frontend=ckpt["frontend_cfg"], labels=ckpt["labels"],
                        metrics=ckpt["metrics"], name=args.name, calib_x=calib, crossbar=xcfg,
                        card=card, force=args.force)

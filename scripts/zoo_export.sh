@@ -2,6 +2,7 @@
 # Export trained runs into models/zoo/ (bundle + model card). Each line names the recipe
 # command that trained the run; runs that do not exist are skipped with a message.
 #   bash scripts/zoo_export.sh [NAME ...]      (default: every bundle below)
+# The ECG bundles are trained on real patients and scored on MIT-BIH DS2: scripts/ecg_zoo.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -17,7 +18,6 @@ export_run() {  # NAME CHECKPOINT TRAIN_COMMAND
 }
 
 KWS_DATA="qs4d data kws --out data/kws"
-ECG_DATA="qs4d data ecg --out data/ecg --subjects 160 --minutes 2"
 export_run kws-float runs/kws-qat4/float.pt "$KWS_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-qat4.toml --out runs/kws-qat4"
 export_run kws-qat4 runs/kws-qat4/final.pt "$KWS_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-qat4.toml --out runs/kws-qat4"
 export_run kws-robust runs/kws-robust/final.pt "$KWS_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-robust.toml --out runs/kws-robust"
@@ -30,9 +30,4 @@ export_run kws-voices-band runs/kws-voices-band/final.pt "$KWS_NAT3_DATA && QS4D
 export_run kws-voices-band-float runs/kws-voices-band/float.pt "$KWS_NAT3_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/kws-voices-band.toml --out runs/kws-voices-band"
 export_run kws-qat8 runs/kws-qat8/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/kws-qat8.toml --out runs/kws-qat8   # after kws-qat4"
 export_run kws-ternary runs/kws-ternary/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/kws-ternary.toml --out runs/kws-ternary   # after kws-qat4"
-export_run ecg-float runs/ecg-qat4/float.pt "$ECG_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
-export_run ecg-qat4 runs/ecg-qat4/final.pt "$ECG_DATA && QS4D_THREADS=1 qs4d train --config models/recipes/ecg-qat4.toml --out runs/ecg-qat4"
-export_run ecg-qat8 runs/ecg-qat8/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/ecg-qat8.toml --out runs/ecg-qat8   # after ecg-qat4"
-export_run ecg-ternary runs/ecg-ternary/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/ecg-ternary.toml --out runs/ecg-ternary   # after ecg-qat4"
 export_run kws-pruned runs/kws-pruned/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/kws-pruned.toml --out runs/kws-pruned   # after kws-qat4"
-export_run ecg-pruned runs/ecg-pruned/final.pt "QS4D_THREADS=1 qs4d train --config models/recipes/ecg-pruned.toml --out runs/ecg-pruned   # after ecg-qat4"

@@ -183,9 +183,13 @@ def test_ecg_report_on_cut_real_records(tmp_path):
     (tmp_path / "RECORDS").write_text("cut100\ncut232\n")
     assert ecg_report.split_names(tmp_path, "all") == ["cut100", "cut232"]
     out = tmp_path / "r.json"
+    md = tmp_path / "r.md"
     assert ecg_report.main([str(bundle), "--data", str(tmp_path), "--split", "all",
-                            "--json", str(out)]) == 0
+                            "--json", str(out), "--markdown", str(md)]) == 0
     r = json.loads(out.read_text())
+    card = md.read_text()
+    assert "ODC-By" in card and f"{r['n_beats']} beats" in card
+    assert f"| S | {r['beats']['S']} |" in card
     assert r["records"] == ["cut100", "cut232"] and r["n_beats"] == beats
     assert r["detection"]["se"] > 95 and r["detection"]["ppv"] > 95
     assert np.array(r["confusion"]).sum() == r["detection"]["tp"]  # both match within 150 ms
