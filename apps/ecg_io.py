@@ -43,7 +43,7 @@ class Record:
 
 def record208() -> Record:
     x, fs = load_record208()
-    return Record("mitdb-208 (first 5 min, MLII)", x, fs)
+    return Record("mitdb-208 (first 5 min, MLII; a DS1 patient, in the ECG models' training set)", x, fs)
 
 
 def read_wfdb(path: str | Path, lead: str = "MLII") -> Record:

@@ -75,7 +75,9 @@ def main() -> int:
             failures += run(["kws", str(kws), "--wav", *map(str, wavs), "--fast", "--backend",
                              be]) != 0
     if ecg is not None:
-        banner(f"ECG: {ecg.name} on the MIT-BIH record 208 excerpt (5 min, no annotations)")
+        banner(f"ECG: {ecg.name} on the MIT-BIH record 208 excerpt (5 min, no annotations). "
+               f"Record 208 is in DS1, the models' training set: this shows the runtime, not "
+               f"accuracy on new patients (the model card's DS2 table does)")
         failures += run(["ecg", str(ecg), "--record208", "--fast", "--backend", "onnx",
                          "--print-limit", "20", "--plot", str(OUT / "ecg208.png")]) != 0
         failures += run(["ecg", str(ecg), "--record208", "--fast", "--backend", "imssa",
