@@ -26,6 +26,7 @@ import numpy as np
 from qs4d.runtime.backends import BACKENDS
 from qs4d.runtime.cliargs import (
     ArgParser,
+    float_in,
     nonneg_float,
     nonneg_int,
     output_file,
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--fast", action="store_true", help="as fast as possible (the default)")
     p.add_argument("--fs", type=positive_int, help="rate of --csv (one column) or --stdin samples")
     p.add_argument("--seconds", type=positive_float, help="use only the first S seconds")
-    p.add_argument("--chunk-ms", type=positive_float, help=f"signal per chunk (default "
+    p.add_argument("--chunk-ms", type=float_in(0.01, 3.6e6), help=f"signal per chunk (default "
                    f"{PACED_CHUNK_MS:g} at --realtime and from --stdin, {FAST_CHUNK_MS:g} as "
                    f"fast as possible from a file)")
     p.add_argument("--backend", choices=BACKENDS, help="default: numpy as fast as possible "

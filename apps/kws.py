@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qs4d.runtime.backends import BACKENDS
-from qs4d.runtime.cliargs import ArgParser, nonneg_float, positive_float, positive_int
+from qs4d.runtime.cliargs import (
+    ArgParser,
+    float_in,
+    nonneg_float,
+    positive_float,
+    positive_int,
+)
 from qs4d.runtime.errors import UsageError
 from qs4d.runtime.spec import MAX_SAMPLE_RATE
 from qs4d.runtime.stream import load
@@ -37,6 +43,8 @@ from .detect import (
     DetectorConfig,
 )
 from .sources import RawSource, WavSource
+
+MAX_WINDOW_MS = 60000.0  # smoothing, hold and chunk durations (the detector keeps a window)
 
 
 @dataclass
@@ -147,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="WAV as fast as possible")
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
     p.add_argument("--threshold", type=positive_float, default=APP_THRESHOLD)
-    p.add_argument("--smooth-ms", type=nonneg_float, default=APP_SMOOTH_MS)
+    p.add_argument("--smooth-ms", type=float_in(0, MAX_WINDOW_MS), default=APP_SMOOTH_MS)
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=APP_SMOOTH,
                    help="average posteriors or logits over the window (apps/detect.py)")
-    p.add_argument("--hold-ms", type=nonneg_float, default=0.0,
+    p.add_argument("--hold-ms", type=float_in(0, MAX_WINDOW_MS), default=0.0,
                    help="after a crossing, fire the best keyword of this span (peak picking)")
     p.add_argument("--refractory-ms", type=nonneg_float, default=800.0)
-    p.add_argument("--chunk-ms", type=positive_float, default=100.0, help="audio per chunk")
+    p.add_argument("--chunk-ms", type=float_in(0.01, MAX_WINDOW_MS), default=100.0, help="audio per chunk")
     p.add_argument("--no-live", action="store_true", help="no live level line on a terminal")
     return p
 

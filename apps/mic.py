@@ -28,6 +28,9 @@ def _sd():
         import sounddevice  # noqa: TID251 (lazy: only the microphone source needs it)
     except OSError as e:  # the package is there, the PortAudio library is not
         raise InputError(f"microphone: PortAudio is not available ({e})") from None
+    except ImportError:
+        raise InputError("microphone: needs the optional package 'sounddevice' (pip install "
+                         "'qs4d[audio]')") from None
     return sounddevice
 
 

@@ -30,6 +30,7 @@ import tracemalloc
 import numpy as np
 
 from qs4d.runtime.backends import BACKENDS
+from qs4d.runtime.cliargs import ArgParser, int_in, output_file
 from qs4d.runtime.stream import load
 
 from . import energy
@@ -189,15 +190,15 @@ def plot(path, r: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qs4d profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(prog="qs4d profile", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--batch", default="1,8,32", help="batch sizes for throughput")
-    p.add_argument("--steps", type=int, default=200, help="steps per repeat")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--json", metavar="FILE")
-    p.add_argument("--plot", metavar="PNG")
+    p.add_argument("--steps", type=int_in(1, 10**6), default=200, help="steps per repeat")
+    p.add_argument("--repeats", type=int_in(1, 1000), default=5)
+    p.add_argument("--json", metavar="FILE", type=output_file)
+    p.add_argument("--plot", metavar="PNG", type=output_file)
     p.add_argument("--torch", action="store_true", help="add a PyTorch eager step")
     return p
 

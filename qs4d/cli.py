@@ -6,9 +6,12 @@ when called, so `qs4d kws` works on a runtime-only install without torch.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
+
+from qs4d.runtime.cliargs import ArgParser
 
 COMMANDS = {
     "train": ("qs4d.models.train", "train a model (float pre-training, QAT fine-tuning)"),
@@ -108,4 +111,11 @@ def _main(argv: list[str]) -> int:
                   f"install it (for example `pip install 'qs4d[train]'`)", file=sys.stderr)
             return 3
         raise
-    return int(module.main(rest) or 0)
+    # every subcommand's argparse errors become UsageErrors (one line, exit code 2), also in
+    # the modules that build a plain ArgumentParser
+    saved = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = ArgParser.error
+    try:
+        return int(module.main(rest) or 0)
+    finally:
+        argparse.ArgumentParser.error = saved

@@ -12,7 +12,15 @@ import numpy as np
 from .bundle import Bundle, BundleError
 from .chunked import chunk_executor
 from .reference import FloatStep, IntegerStep, dequantize_weights
-from .spec import ONNX_FILE, ONNX_FLOAT_FILE, ONNX_SPEC_KEY, CrossbarConfig, Spec, SpecError
+from .spec import (
+    CROSSBAR_DIR,
+    ONNX_FILE,
+    ONNX_FLOAT_FILE,
+    ONNX_SPEC_KEY,
+    CrossbarConfig,
+    Spec,
+    SpecError,
+)
 
 BACKENDS = ("onnx", "imssa", "numpy")
 # The onnx backend's load-time check against the numpy reference (OnnxStep._check_against):
@@ -163,10 +171,19 @@ def make_executor(bundle: Bundle, backend: str, crossbar: CrossbarConfig | None 
     if backend == "onnx":
         return OnnxStep(bundle, float_graph=float_graph, threads=threads)
     if backend == "imssa":
-        from .crossbar_io import load_crossbar
+        from .crossbar_io import CrossbarError, load_crossbar
+        from .errors import Qs4dError
         from .imssa import ImssaStep
 
         tables = load_crossbar(bundle.path, spec)
         cfg = crossbar if crossbar is not None else tables.config
-        return ImssaStep(spec, w, tables, cfg)
+        try:
+            return ImssaStep(spec, w, tables, cfg)
+        except (TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError,
+                OverflowError, ValueError) as e:
+            if isinstance(e, Qs4dError):
+                raise
+            # the tables passed their checks, but a field the simulator reads is malformed
+            raise CrossbarError(f"{bundle.path / CROSSBAR_DIR}: cannot be simulated "
+                                f"({type(e).__name__}: {e})") from None
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

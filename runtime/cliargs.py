@@ -48,6 +48,24 @@ def _float(text: str, ok, want: str) -> float:
     return v
 
 
+def int_in(lo: int, hi: int):
+    """An argument type: an integer in lo..hi."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text!r}")
+        return v
+    return parse
+
+
+def float_in(lo: float, hi: float):
+    """An argument type: a finite number in [lo, hi]."""
+    return lambda text: _float(text, lambda v: lo <= v <= hi, f"a number in {lo:g}..{hi:g}")
+
+
 def positive_float(text: str) -> float:
     return _float(text, lambda v: v > 0, "a finite number > 0")
 

@@ -98,6 +98,9 @@ def read_npz(path: Path, error: type, check: Callable | None = None,
                     if len(data) != nbytes:
                         raise error(f"{path}[{key!r}]: truncated ({len(data)} of {nbytes} "
                                     f"bytes)")
+                    if f.read(1):  # also reaches the member's end: zipfile checks its CRC-32
+                        raise error(f"{path}[{key!r}]: data beyond the {nbytes} bytes its "
+                                    f"header declares")
                 a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
                 out[key] = a.copy()
         return out

@@ -19,6 +19,7 @@ import numpy as np
 
 from .backends import make_executor
 from .bundle import Bundle, load_bundle
+from .cliargs import ArgParser, int_in
 from .program import as_programmed
 from .reference import FloatStep
 from .spec import ONNX_FILE, CrossbarConfig
@@ -91,11 +92,11 @@ def integer_node_share(bundle: Bundle) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="qs4d verify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgParser(prog="qs4d verify", description=__doc__,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int_in(1, 10**6), default=1000)
+    p.add_argument("--batch", type=int_in(1, 1024), default=4)
     p.add_argument("--json", action="store_true", help="print JSON only")
     args = p.parse_args(argv)
     bundle = load_bundle(args.bundle)
