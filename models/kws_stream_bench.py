@@ -2,8 +2,8 @@
 (the wake-word metric), over a grid of detector thresholds. numpy, scipy, onnxruntime (and
 matplotlib for the plot, when importable); no torch.
 
-    python -m qs4d.models.kws_stream_bench BUNDLE --data ../shared/data --split validation
-    python -m qs4d.models.kws_stream_bench BUNDLE --data ../shared/data --split testing \\
+    qs4d kws-bench BUNDLE --data ../shared/data --split validation
+    qs4d kws-bench BUNDLE --data ../shared/data --split testing \\
         --threshold 0.85 --plot out/sc12-testing.png --json out/sc12-testing.json
 
 The stream: real keyword clips of the split's held-out speakers (Speech Commands speaker
@@ -319,7 +319,7 @@ def plot(rows: list, path: Path, title: str, chosen: float | None) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m qs4d.models.kws_stream_bench",
+    p = argparse.ArgumentParser(prog="qs4d kws-bench",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
