@@ -210,3 +210,28 @@ def test_report_split_names_of_the_mitbih_folder():
     assert len(split_names(MITDB, "all")) == 48
     with pytest.raises(ValueError, match="DS1"):
         split_names(MITDB, "holdout")
+
+
+@needs_nstdb
+def test_ecg_task_with_rhythm_noise_copies_and_extra_data(tmp_path):
+    """A simulated folder as train.data, NSTDB noise: every training record enters clean and
+    as noisy copies, windows carry the three features, the extra folder adds its train split."""
+    pytest.importorskip("torch")
+    from qs4d.models.data.ecg_build import build
+    from qs4d.models.ecg_task import ecg_task
+
+    meta = build(tmp_path / "sim", seed=1, n_subjects=6, minutes=0.5)
+    base = TrainConfig(task="ecg", data=str(tmp_path / "sim"), rhythm=True, seed=0)
+    plain = ecg_task(base)
+    noisy = ecg_task(base.replace(noise_data=str(NSTDB), noise_copies=2))
+    extra = ecg_task(base.replace(extra_data=str(tmp_path / "sim")))
+    assert plain.d_input == 3 and plain.frontend.rhythm
+    n_train = sum(meta["counts"]["train"].values())
+    # each window once clean and once gain/noise-augmented; oversampling adds minority windows
+    assert len(plain.train[0]) >= 2 * (n_train - 40)
+    assert len(noisy.train[0]) >= 2.9 * len(plain.train[0]) and len(extra.train[0]) > len(
+        plain.train[0])
+    assert np.array_equal(noisy.val[1], plain.val[1]) and np.array_equal(noisy.test[1],
+                                                                         plain.test[1])
+    x = noisy.train[0].numpy()
+    assert np.isfinite(x).all() and np.abs(x[..., 1:]).max() <= 2.0
