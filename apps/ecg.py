@@ -176,7 +176,7 @@ def main(argv: list[str]) -> int:
             if not args.quiet and (args.print_limit is None or len(times) <= args.print_limit):
                 print(f"{ev.time_s:9.3f} s  {ev.label}  p={ev.confidence:4.2f}  "
                       f"(+{chunk.end_s - ev.time_s:.2f} s)")
-        if rec is None:
+        if rec is None and args.plot:  # only a plot needs the signal back (no growth else)
             kept.append(chunk.samples)
         end_s = chunk.end_s
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -31,10 +31,12 @@ import numpy as np
 
 from qs4d.runtime.backends import BACKENDS
 from qs4d.runtime.cliargs import ArgParser, int_in, output_file
+from qs4d.runtime.errors import UsageError
 from qs4d.runtime.stream import load
 
 from . import energy
 from .costs import raw_input, step_costs, step_period_s, step_terms
+from .plot import plot_file
 
 
 def _csv(text: str, cast) -> list:
@@ -175,18 +177,10 @@ def print_report(r: dict) -> None:
 
 
 def plot(path, r: dict) -> None:
-    from .plot import bars
-    from .png import Canvas
+    from .plot import profile_plot
 
-    c = Canvas(1400, 520)
-    names = list(r["latency"])
-    bars(c, (90, 70, 660, 450), names, [1e6 * r["latency"][n]["median_s"] for n in names],
-         "STEP LATENCY, BATCH 1, ONE THREAD (MEDIAN, P99)", "US", log=True,
-         whiskers=[1e6 * r["latency"][n]["p99_s"] for n in names])
-    tg = list(r["energy"])
-    bars(c, (790, 70, 1370, 450), tg, [r["energy"][t]["total"] / 1e3 for t in tg],
-         "ENERGY PER STEP (ESTIMATE)", "NJ", log=True)
-    c.save(path)
+    latency_us = {n: (1e6 * v["median_s"], 1e6 * v["p99_s"]) for n, v in r["latency"].items()}
+    profile_plot(path, latency_us, {t: e["total"] / 1e3 for t, e in r["energy"].items()})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int_in(1, 10**6), default=200, help="steps per repeat")
     p.add_argument("--repeats", type=int_in(1, 1000), default=5)
     p.add_argument("--json", metavar="FILE", type=output_file)
-    p.add_argument("--plot", metavar="PNG", type=output_file)
+    p.add_argument("--plot", metavar="PNG", type=plot_file,
+                   help="bar charts of latency and energy (the plot extra)")
     p.add_argument("--torch", action="store_true", help="add a PyTorch eager step")
     return p
 
@@ -213,6 +208,13 @@ def main(argv: list[str]) -> int:
     if args.steps < 1 or args.repeats < 1:
         print("qs4d profile: --steps and --repeats must be >= 1", file=sys.stderr)
         return 2
+    try:
+        batches = _csv(args.batch, int)
+    except ValueError:
+        batches = []
+    if not batches or not all(1 <= b <= 1024 for b in batches):
+        raise UsageError(f"argument --batch: comma-separated integers in 1..1024, got "
+                         f"{args.batch!r}")
     notes: list = []
     runs = runners(args.bundle, backends, args.torch, notes)
     model = next(m for m, _ in runs.values() if m is not None)
@@ -226,7 +228,7 @@ def main(argv: list[str]) -> int:
                      "n": len(ts), "rtf": (med + fe_s) / period}
     thr, mem = {}, {}
     for be in backends:
-        thr[be], mem[be] = throughput(runs[be][0], _csv(args.batch, int), args.steps, period)
+        thr[be], mem[be] = throughput(runs[be][0], batches, args.steps, period)
     per_step = imssa_counts(runs["imssa"][0], args.steps) if "imssa" in runs else None
     xcfg = runs["imssa"][1].cfg if "imssa" in runs else None
     if not spec.quant.integer:

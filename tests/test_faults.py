@@ -462,9 +462,13 @@ def test_deeply_nested_json_refused(w4):
 
 
 @pytest.mark.parametrize("batch", [2.5, 0, -1, True, "2"])
-def test_batch_must_be_a_positive_integer(bundle_path, batch):
+def test_batch_must_be_a_positive_integer(bundle_path, batch, capsys):
     with pytest.raises(InputError, match="batch"):
         qs4d.load(bundle_path("int8"), backend="numpy").stream(batch=batch)
+    if batch != "2":  # "2" is a valid --batch on the command line
+        rc, _, err = cli(capsys, "profile", bundle_path("int8"), "--batch", str(batch))
+        assert rc == 2
+        one_line_error(err, "--batch")
 
 
 # -- 7. restore() ------------------------------------------------------------------------------
