@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,audio,ecg,dev,sweep]'
+	$(PY) -m pip install -q -e '.[train,audio,ecg,dev,sweep,plot]'
 	touch $(STAMP)
 
 # Debian packages for the data builders and the microphone path (root, apt-get).

@@ -29,7 +29,6 @@ from qs4d.runtime.cliargs import (
     float_in,
     nonneg_float,
     nonneg_int,
-    output_file,
     positive_float,
     positive_int,
 )
@@ -40,6 +39,7 @@ from qs4d.runtime.spec import MAX_SAMPLE_RATE
 from qs4d.runtime.stream import load
 
 from . import ecg_io
+from .plot import plot_file
 from .rhythm import analyze, report
 
 
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "from a file (whole chunks layer-major, runtime/chunked.py), onnx at "
                    "real-time pace and from --stdin (one graph call per sample); integer "
                    "bundles give bit-identical events on both")
-    p.add_argument("--plot", metavar="PNG", type=output_file, help="write a 10-s strip with beats by class")
+    p.add_argument("--plot", metavar="PNG", type=plot_file, help="write a 10-s strip with beats by class (the plot extra)")
     p.add_argument("--plot-start", type=nonneg_float, help="strip start (s); default: most ectopy")
     p.add_argument("--quiet", action="store_true", help="no line per beat")
     p.add_argument("--print-limit", type=nonneg_int, help="print at most N beat lines")
@@ -206,6 +206,6 @@ def main(argv: list[str]) -> int:
         x = rec.signal if rec is not None else np.concatenate(kept) if kept else np.zeros(0)
         start = args.plot_start if args.plot_start is not None else _plot_start(t, labs, end_s)
         path = ecg_strip(args.plot, x, fs, start, list(zip(times, labs)),
-                         f"{name[:60]}  {args.backend}  {start:.1f}-{start + 10:.1f} S")
+                         f"{name[:60]}  {args.backend}  {start:.1f}-{start + 10:.1f} s")
         print(f"wrote {path}")
     return 0

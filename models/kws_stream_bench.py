@@ -1,6 +1,6 @@
 """Streaming keyword spotting on real speech: detection rate against false alarms per hour
 (the wake-word metric), over a grid of detector thresholds. numpy, scipy, onnxruntime (and
-matplotlib for the plot, when importable); no torch.
+matplotlib for --plot, the `plot` extra); no torch.
 
     qs4d kws-bench BUNDLE --data ../shared/data --split validation
     qs4d kws-bench BUNDLE --data ../shared/data --split testing \\
@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from qs4d.apps.detect import DetectorConfig, softmax
+from qs4d.apps.plot import figure, require, save
 from qs4d.runtime.stream import load
 
 from .data.augment import trim_silence
@@ -288,15 +289,10 @@ def sweep(logits: np.ndarray, labels: tuple, events: list, duration_s: float, ho
     return rows
 
 
-def plot(rows: list, path: Path, title: str, chosen: float | None) -> bool:
-    """Detection rate against FA/h over the thresholds; False when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+def plot(rows: list, path: Path, title: str, chosen: float | None) -> Path:
+    """PNG (660 x 480) of the detection rate against FA/h over the thresholds."""
+    fig = figure(660, 480)
+    ax = fig.add_subplot()
     fa = [max(r["fa_per_hour"], 0.1) for r in rows]
     ax.plot(fa, [r["rate"] for r in rows], "o-", ms=3)
     for r, x in zip(rows, fa):
@@ -311,11 +307,8 @@ def plot(rows: list, path: Path, title: str, chosen: float | None) -> bool:
     if chosen is not None:
         ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save(fig, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,13 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="thresholds to score (default: a grid 0.30-0.998)")
     p.add_argument("--target-fa", type=float, default=2.0, help="FA/h the chosen threshold "
                    "may reach")
-    p.add_argument("--plot", help="PNG of the curve (needs matplotlib)")
+    p.add_argument("--plot", help="PNG of the curve (the plot extra: matplotlib)")
     p.add_argument("--json", help="write every row and the setup here")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if a.plot:
+        require("--plot")  # before the benchmark runs, not after
     model = load(a.bundle, backend=a.backend)
     fe, labels = model.spec.frontend, tuple(model.labels)
     task = a.task or ("sc12" if "yes" in labels else "digits")
@@ -390,8 +385,7 @@ def main(argv: list[str] | None = None) -> int:
               f"FA/h" + (" (choose on validation only)" if a.split == "testing" else ""))
     if a.plot:
         title = f"{Path(a.bundle).name}, {task} {a.split}"
-        if not plot(rows, Path(a.plot), title, chosen["threshold"] if chosen else None):
-            print("matplotlib is not importable: no plot written", file=sys.stderr)
+        plot(rows, Path(a.plot), title, chosen["threshold"] if chosen else None)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"bundle": a.bundle, "task": task, "split": a.split,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from qs4d.runtime.frontend import LogMel
 from qs4d.runtime.spec import FrontendConfig, TrainConfig
@@ -26,7 +27,6 @@ from qs4d.runtime.spec import FrontendConfig, TrainConfig
 from .data.augment import AugmentConfig, Augmenter, band_limit, mix_at_snr, noise_segment
 from .data.speech_commands import DIGITS12, load_background, load_clip, load_index
 from .feat_aug import FeatureAugment
-from .progress import Progress
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -74,12 +74,8 @@ def _features(job) -> np.ndarray:
 
 def _pool_features(fn, jobs: list, desc: str) -> np.ndarray:
     """(n, T, F) float32: fn(job) for every job, in order, on 2 processes with a progress bar."""
-    bar, out = Progress(len(jobs), desc), []
     with ProcessPoolExecutor(max_workers=2) as ex:
-        for f in ex.map(fn, jobs, chunksize=64):
-            out.append(f)
-            bar.update()
-    bar.close()
+        out = list(tqdm(ex.map(fn, jobs, chunksize=64), desc, total=len(jobs), disable=None))
     return np.stack(out).astype(np.float32)  # (n, T, F)
 
 

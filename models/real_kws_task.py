@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from qs4d.runtime.frontend import LogMel
 from qs4d.runtime.spec import FrontendConfig, TrainConfig
@@ -61,7 +62,6 @@ from .data.real_kws import (
 from .data.speech_commands import BACKGROUND, DIGITS, SILENCE, UNKNOWN, load_index, read_wav
 from .feat_aug import FeatureAugment
 from .kws_task import N_AUG, _aug_key, _digest, augment_for, frontend_for, loud_clip
-from .progress import Progress
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,9 @@ def _pool(fn, jobs: list, noises: list, desc: str) -> np.ndarray:
     """(n, T, F) float32 of fn(job) for every job, in order, on 2 processes."""
     if not jobs:
         return np.zeros((0, 0, 0), np.float32)
-    bar, out = Progress(len(jobs), desc), []
     with ProcessPoolExecutor(max_workers=2, initializer=_init_worker,
                              initargs=(noises,)) as ex:
-        for f in ex.map(fn, jobs, chunksize=32):
-            out.append(f)
-            bar.update()
-    bar.close()
+        out = list(tqdm(ex.map(fn, jobs, chunksize=32), desc, total=len(jobs), disable=None))
     return np.stack(out).astype(np.float32)
 
 

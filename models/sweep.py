@@ -23,8 +23,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from qs4d.apps.plot import require
+
 from . import sweep_run
-from .progress import Progress
 from .sweep_config import SweepConfig, bases_of, load_sweep
 from .sweep_report import rows_of, write_report
 
@@ -82,7 +85,7 @@ def _run_all(ray, todo: list, runs_dir: Path, results: dict) -> list:
         base_refs[b.base_id] = base_task.remote(b, parent, str(runs_dir))
     refs = {run_task.remote(r, base_refs[r.base.base_id], str(runs_dir)): r for r in todo}
     log.info("scheduled %d runs on %d shared bases", len(refs), len(base_refs))
-    bar, failures = Progress(len(refs), "sweep"), []
+    bar, failures = tqdm(total=len(refs), desc="sweep", disable=None), []
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         run = refs.pop(ready[0])
@@ -99,7 +102,8 @@ def _run_all(ray, todo: list, runs_dir: Path, results: dict) -> list:
                      res["base_metrics"].get("float_test_acc", float("nan")),
                      "".join(f", imssa {e['sigma_read']:g}: {e['acc']:.2f}%"
                              for e in res["evals"].values()))
-        bar.update(failed=len(failures))
+        bar.set_postfix(failed=len(failures), refresh=False)
+        bar.update()
     bar.close()
     return failures
 
@@ -141,6 +145,8 @@ def main(argv: list[str]) -> int:
             noise = f" read_noise={list(r.read_noise)}" if r.read_noise else ""
             print(f"  [{state}] {r.run_id}  <- {base}{noise}")
         return 0
+    if cfg.report.get("plot"):
+        require(f"{cfg.path}'s [[plot]]")  # before hours of training, not after
     failures = []
     if todo:
         num_cpus = args.num_cpus or cfg.num_cpus or os.cpu_count() or 1

@@ -209,8 +209,8 @@ def draw(out_dir: Path, rows: list, spec: dict) -> Path | None:
     ref_col = spec.get("ref", "float_test_acc")
     refs = [r[ref_col] for r in rows if ref_col and r.get(ref_col) is not None]
     return line_plot(out_dir / spec["file"], lines, title=spec.get("title", ""),
-                     x_label=spec.get("x_label", AXIS_LABELS.get(x, x)).upper(),
-                     y_label=spec.get("y_label", AXIS_LABELS.get(y, y)).upper(),
+                     x_label=spec.get("x_label", AXIS_LABELS.get(x, x)),
+                     y_label=spec.get("y_label", AXIS_LABELS.get(y, y)),
                      ref=float(np.mean(refs)) if refs else None,
                      ref_label="float" if refs else "", log_x=bool(spec.get("log_x", False)))
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as Fn
+from tqdm import tqdm
 
 from qs4d.runtime.spec import ModelConfig, QuantConfig, TrainConfig
 
 from . import checkpoint
 from .config import load_recipe
 from .model import S4DClassifier
-from .progress import Progress
 from .qmodel import attach_quant, calibrate
 from .tasks import Task, load_task
 
@@ -84,8 +84,8 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
     perm = torch.randperm(len(X), generator=gen)
     n_batches = batches_per_epoch(task, tcfg, model.quant is not None)
     shift = logit_shift(y, len(task.labels), tcfg.logit_adjust)  # (K,)
-    total, bar = 0.0, Progress(n_batches, desc)
-    for b in range(n_batches):
+    total, bar = 0.0, tqdm(range(n_batches), desc, disable=None)
+    for b in bar:
         idx = perm[b * tcfg.batch_size:(b + 1) * tcfg.batch_size]
         xb = X[idx] if task.augment is None else task.augment(X[idx], gen)  # (B, L, F)
         logits = model.pool(model(xb))  # (B, K)
@@ -99,8 +99,7 @@ def train_epoch(model, task: Task, opt, sched, tcfg: TrainConfig, gen: torch.Gen
         opt.step()
         sched.step()
         total += float(loss.detach())
-        bar.update(loss=f"{total / (b + 1):.3f}")
-    bar.close()
+        bar.set_postfix(loss=f"{total / (b + 1):.3f}", refresh=False)
     return total / n_batches
 
 

@@ -108,7 +108,7 @@ def _main(argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name in ("torch", "onnx", "sounddevice", "wfdb", "ray"):
+        if e.name in ("torch", "onnx", "sounddevice", "wfdb", "ray", "tqdm"):
             print(f"qs4d {name}: needs the optional package {e.name!r}; "
                   f"install it (for example `pip install 'qs4d[train]'`)", file=sys.stderr)
             return 3

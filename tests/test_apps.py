@@ -1,16 +1,14 @@
 """The apps in-process on tiny bundles made here: `qs4d kws --wav`, `qs4d ecg --csv/--wfdb`,
-`qs4d profile`; sources and resampling, the PNG writer, costs and the energy model, the torch
-reference step, and import hygiene."""
+`qs4d profile`; sources and resampling, the --plot figures (matplotlib), costs and the energy
+model, the torch reference step, and import hygiene."""
 
 from __future__ import annotations
 
 import json
 import re
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,11 +21,11 @@ from qs4d.apps import costs, energy, kws
 from qs4d.apps import ecg as ecg_app
 from qs4d.apps import profile as profile_app
 from qs4d.apps.detect import Detector, DetectorConfig
-from qs4d.apps.font import render
-from qs4d.apps.png import Canvas, encode_png
+from qs4d.apps.plot import figure, have_matplotlib
 from qs4d.apps.rhythm import analyze
 from qs4d.apps.sources import RawSource, StreamResampler, WavSource, read_wav, resample
 from qs4d.runtime.ecg import BeatStream, ecg_frontend_config
+from qs4d.runtime.errors import UsageError
 from qs4d.runtime.records import load_record208
 from qs4d.runtime.spec import FrontendConfig, ModelConfig, QuantConfig, Spec
 from qs4d.runtime.stream import load
@@ -38,6 +36,25 @@ ZOO = ROOT / "models" / "zoo"
 KWS_LABELS = tuple("zero one two three four five six seven eight nine".split()) + (
     "_unknown_", "_silence_")
 AAMI = ("N", "S", "V", "F", "Q")
+PLOTS = have_matplotlib()
+needs_plots = pytest.mark.skipif(not PLOTS, reason="--plot needs matplotlib (the plot extra)")
+
+
+def check_figure(path: Path, shape: tuple) -> np.ndarray:
+    """A PNG that matplotlib reads back at shape (h, w), with ink in the plot and in the
+    margins where the axis labels go; returns its (h, w, 3) RGB."""
+    from matplotlib.image import imread
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = imread(path, format="png")[..., :3]  # (h, w, 3) in [0, 1]
+    assert img.shape[:2] == shape
+    h, w = shape
+    ink = (img < 0.8).any(axis=-1)  # (h, w)
+    assert 0.01 < ink.mean() < 0.5, ink.mean()
+    assert ink[:, : w // 30].any(), "nothing left of the axes (y label)"
+    assert ink[-h // 15:].any(), "nothing below the axes (x label)"
+    assert ink[: h // 12].any(), "nothing above the axes (title)"
+    return img
 
 
 def make_bundle(out: Path, kind: str, seed: int = 0) -> Path:
@@ -204,7 +221,7 @@ def test_ecg_csv_in_process_matches_beat_stream(ecg_bundle, tmp_path, capsys):
     for with_time in (False, True):
         csv = write_csv(tmp_path / f"e{with_time}.csv", x, fs, with_time)
         png = tmp_path / "strip.png"
-        argv = [str(ecg_bundle), "--csv", str(csv), "--plot", str(png)]
+        argv = [str(ecg_bundle), "--csv", str(csv)] + (["--plot", str(png)] if PLOTS else [])
         assert ecg_app.main(argv + ([] if with_time else ["--fs", "360"])) == 0
         out = capsys.readouterr().out
         beats = re.findall(r"^\s+(\d+\.\d{3}) s  ([NSVFQ])  p=", out, re.M)
@@ -213,7 +230,8 @@ def test_ecg_csv_in_process_matches_beat_stream(ecg_bundle, tmp_path, capsys):
         assert re.search(r"CPU: .* of one core as fast as possible in 60-s chunks; 7200 model "
                          r"steps; \d+x real", out)
         assert "no beat annotations" in out
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if PLOTS:
+            check_figure(png, (460, 1400))
 
 
 def test_ecg_stdin_text(ecg_bundle, capsys, monkeypatch):
@@ -297,7 +315,8 @@ def test_rhythm_hints():
 def test_profile_in_process(kws_bundle, tmp_path, capsys):
     js, png = tmp_path / "p.json", tmp_path / "p.png"
     argv = [str(kws_bundle), "--backends", "onnx,imssa,numpy", "--batch", "1,4", "--steps",
-            "20", "--repeats", "2", "--json", str(js), "--plot", str(png), "--torch"]
+            "20", "--repeats", "2", "--json", str(js), "--torch"]
+    argv += ["--plot", str(png)] if PLOTS else []
     assert profile_app.main(argv) == 0
     out = capsys.readouterr().out
     r = json.loads(js.read_text())
@@ -313,7 +332,8 @@ def test_profile_in_process(kws_bundle, tmp_path, capsys):
     assert set(r["energy"]) == {"digital-fp32", "digital-int", "crossbar", "jetson-nano"}
     assert r["costs"]["macs"] == sum(t.macs for t in costs.step_terms(load(kws_bundle).spec))
     assert "ESTIMATES" in out and "onnx / onnx-float" in out
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if PLOTS:
+        check_figure(png, (520, 1400))
     assert profile_app.main([str(kws_bundle), "--backends", "gpu"]) == 2
 
 
@@ -329,42 +349,6 @@ def test_profile_of_a_float_bundle_runs_imssa(bundle_path, tmp_path):
     assert r["imssa_per_step"]["array_reads"] > 0
     assert set(r["energy"]) == {"digital-fp32", "jetson-nano"}
     assert any("programmed as codes" in n for n in r["notes"])
-
-
-def read_png(data: bytes) -> tuple[dict, np.ndarray]:
-    """A strict reader for what encode_png writes: chunks, CRCs, IHDR, zlib, filter 0."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, []
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos: pos + 4])
-        kind, body = data[pos + 4: pos + 8], data[pos + 8: pos + 8 + n]
-        (crc,) = struct.unpack(">I", data[pos + 8 + n: pos + 12 + n])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
-        chunks.append((kind, body))
-        pos += 12 + n
-    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
-    w, h, depth, ctype, comp, filt, inter = struct.unpack(">IIBBBBB", chunks[0][1])
-    raw = np.frombuffer(zlib.decompress(chunks[1][1]), np.uint8).reshape(h, 1 + 3 * w)
-    assert (raw[:, 0] == 0).all()
-    return ({"w": w, "h": h, "depth": depth, "ctype": ctype, "comp": comp, "filter": filt,
-             "interlace": inter}, raw[:, 1:].reshape(h, w, 3))
-
-
-def test_png_writer_roundtrip_and_drawing():
-    rgb = np.random.default_rng(0).integers(0, 256, (7, 11, 3), dtype=np.uint8)
-    head, px = read_png(encode_png(rgb))
-    assert head == {"w": 11, "h": 7, "depth": 8, "ctype": 2, "comp": 0, "filter": 0,
-                    "interlace": 0}
-    np.testing.assert_array_equal(px, rgb)
-    c = Canvas(40, 20)
-    c.line(0, 10, 39, 10, (255, 0, 0))
-    c.text(2, 2, "N1", (0, 0, 255), scale=1)
-    c.dot(100, 100, 3, (0, 255, 0))  # outside: clipped, no error
-    _, px = read_png(encode_png(c.px))
-    assert (px[10, :, 0] == 255).all() and (px[10, :, 1] == 0).all()
-    np.testing.assert_array_equal((px[2:7, 2:9] == (0, 0, 255)).all(axis=-1), render("N1"))
-    with pytest.raises(ValueError):
-        encode_png(np.zeros((3, 3), np.uint8))
 
 
 def spec_with(bits: int, weight_bits: int) -> Spec:
@@ -468,3 +452,55 @@ def test_complexity_reduction_factors_by_hand(kws_bundle, tmp_path, capsys):
     assert cx.main([str(kws_bundle), "--out", str(tmp_path / "c.txt")]) == 0
     assert re.search(r"^kws-tiny\s+4/8/8/8\s+4/4\s", capsys.readouterr().out, re.M)
     assert (tmp_path / "c.txt").read_text().startswith("command: python -m qs4d.apps.complexity")
+
+
+def _has_color(img: np.ndarray, hex_color: str, tol: float = 0.06) -> bool:
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return bool((np.abs(img - rgb).max(axis=-1) < tol).any())
+
+
+@needs_plots
+def test_ecg_strip_draws_the_trace_and_the_beats_by_class(tmp_path):
+    from qs4d.apps.plot import ecg_strip
+
+    fs, t = 360.0, np.arange(30 * 360) / 360.0
+    x = 0.1 * np.sin(2 * np.pi * 0.3 * t) + np.where((t % 0.8) < 0.03, 1.0, 0.0)  # (L,)
+    beats = [(k * 0.8, "V" if k % 4 == 3 else "N") for k in range(37)]
+    # a name that is not .png still gets a PNG (matplotlib would take the suffix as format)
+    img = check_figure(ecg_strip(tmp_path / "strip.wav", x, fs, 5.0, beats, "rec 1"),
+                       (460, 1400))
+    assert _has_color(img, "#1f77b4") and _has_color(img, "#d62728")  # N blue, V red
+    assert not _has_color(img, "#9467bd")  # no F beat, no purple
+    with pytest.raises(ValueError, match="no samples"):
+        ecg_strip(tmp_path / "x.png", x, fs, 40.0, beats, "past the end")
+
+
+@needs_plots
+def test_line_plot_of_a_sweep(tmp_path):
+    from qs4d.models.plots import line_plot
+
+    series = {"qat": ([3, 4, 8], [80.0, 88.0, 90.0]), "ptq": ([8, 3, 4], [89.0, 20.0, 60.0])}
+    img = check_figure(line_plot(tmp_path / "acc.png", series, title="accuracy vs bits",
+                                 x_label="bits", y_label="test accuracy (%)", ref=91.0,
+                                 ref_label="float"), (560, 1100))
+    assert _has_color(img, "#1f77b4") and _has_color(img, "#ff7f0e")  # the two series
+    with pytest.raises(ValueError, match="no points"):
+        line_plot(tmp_path / "none.png", {"a": ([], [])}, title="", x_label="", y_label="")
+
+
+@pytest.mark.parametrize("command", ["ecg", "profile", "kws-bench"])
+def test_plot_without_matplotlib_is_a_one_line_usage_error(command, ecg_bundle, kws_bundle,
+                                                           tmp_path, capsys, monkeypatch):
+    """--plot on an install without the plot extra: exit 2 before any work, one line naming
+    the extra, no file."""
+    from qs4d.cli import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    png = tmp_path / "p.png"
+    bundle = str(ecg_bundle if command == "ecg" else kws_bundle)
+    assert main([command, bundle, "--plot", str(png)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pip install 'qs4d[plot]'" in err, err
+    assert "matplotlib" in err and "Traceback" not in err and not png.exists()
+    with pytest.raises(UsageError, match="needs matplotlib"):
+        figure(100, 100)

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from qs4d.models.progress import Progress
 from qs4d.runtime.ecg import AAMI_CLASSES
 
 from .ecg_sim import FS, PROFILES, RHYTHMS, SimRecord, Subject, make_cohort, simulate
@@ -84,13 +84,12 @@ def build(out: Path, seed: int, n_subjects: int, minutes: float) -> dict:
     subjects = make_cohort(n_subjects, seed)
     split_of = {i: k for k, v in assign_splits(subjects, seed).items() for i in v}
     counts = {k: np.zeros(len(AAMI_CLASSES), np.int64) for k in SPLITS}
-    bar = Progress(len(subjects), desc="ecg records")
-    for s in subjects:
+    bar = tqdm(subjects, "ecg records", disable=None)  # quiet when stderr is not a terminal
+    for s in bar:
         rec = simulate(s, minutes, FS)
         write_record(rec, record_name(s.index), out)
         counts[split_of[s.index]] += np.bincount(rec.labels, minlength=len(AAMI_CLASSES))
-        bar.update(1, record=record_name(s.index))
-    bar.close()
+        bar.set_postfix(record=record_name(s.index), refresh=False)
     names = [record_name(s.index) for s in subjects]
     (out / "RECORDS").write_text("\n".join(names) + "\n")
     meta = {

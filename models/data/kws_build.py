@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
+from tqdm import tqdm
 
 from .augment import COLORS, colored_noise, resample
 from .kws_kokoro import KOKORO_SHIFT, KOKORO_SPEED, homophones, kokoro_voices
@@ -219,13 +220,6 @@ def write_noise(out: Path, n_silence: int, seconds: float, rng: np.random.Genera
 
 # --- Running, writing the lists, the CLI.
 
-def progress(done: int, total: int, t0: float) -> None:
-    fill, rate = 40 * done // max(total, 1), done / max(time.time() - t0, 1e-9)
-    end = "\n" if done == total else ""
-    sys.stderr.write(f"\r[{'#' * fill}{'.' * (40 - fill)}] {done}/{total} {rate:.0f}/s {end}")
-    sys.stderr.flush()
-
-
 FESTIVAL_BATCH = 24  # festival clips per festival process
 
 
@@ -237,14 +231,12 @@ def run_pool(clips: list[Clip], out: Path, workers: int, quiet: bool) -> int:
     jobs = [([c], str(out)) for c in clips if not (c.engine == "festival" and c.text)]
     jobs = [(fest[i:i + FESTIVAL_BATCH], str(out))
             for i in range(0, len(fest), FESTIVAL_BATCH)] + jobs  # slow batches first
-    t0, cut, n, step = time.time(), 0, 0, max(1, len(clips) // 200)
-    with get_context("spawn").Pool(workers) as pool:
+    cut = 0
+    with get_context("spawn").Pool(workers) as pool, tqdm(
+            total=len(clips), desc="clips", disable=True if quiet else None) as bar:
         for res in pool.imap_unordered(render, jobs, chunksize=1):
-            for _, truncated in res:
-                cut += truncated
-                n += 1
-                if not quiet and (n % step == 0 or n == len(clips)):
-                    progress(n, len(clips), t0)
+            cut += sum(truncated for _, truncated in res)
+            bar.update(len(res))
     return cut
 
 
