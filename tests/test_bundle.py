@@ -337,12 +337,13 @@ WORKER = textwrap.dedent("""\
 
 
 class OnnxWorker:
-    """A child interpreter that loads bundles with the onnx backend and steps them, so that a
-    crash inside ONNX Runtime fails the test instead of killing pytest."""
+    """A child interpreter that loads bundles with the onnx backend (or runs another `script`
+    reading bundle paths from stdin, one JSON line per answer) and steps them, so that a crash
+    inside ONNX Runtime fails the test instead of killing pytest."""
 
-    def __init__(self, workdir: Path, x: np.ndarray):
+    def __init__(self, workdir: Path, x: np.ndarray, script: str = WORKER):
         self.script, self.x = workdir / "worker.py", workdir / "x.npy"
-        self.script.write_text(WORKER)
+        self.script.write_text(script)
         np.save(self.x, x)
         self.proc = None
 

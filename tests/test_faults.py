@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_apps
 from conftest import ROOT, steps_input
 from scipy.io import wavfile
-from test_apps import DATA, make_bundle
+from test_apps import DATA
 
 import qs4d
 from qs4d.cli import main as qs4d_main
@@ -28,15 +29,8 @@ from qs4d.runtime.crossbar_io import CrossbarError
 from qs4d.runtime.errors import InputError, UsageError
 from qs4d.runtime.spec import SPEC_FILE, WEIGHTS_FILE, SpecError
 
-
-@pytest.fixture(scope="module")
-def kws_bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("faults") / "kws-tiny", "logmel")
-
-
-@pytest.fixture(scope="module")
-def ecg_bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("faults") / "ecg-tiny", "ecg")
+kws_bundle = test_apps.kws_bundle  # the app tests' tiny log-mel and ECG bundles (fixtures)
+ecg_bundle = test_apps.ecg_bundle
 
 
 @pytest.fixture

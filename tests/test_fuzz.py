@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-import select
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -25,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, steps_input
+from conftest import steps_input
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.io import wavfile
 from test_apps import make_bundle
+from test_bundle import OnnxWorker
 
 import qs4d
 from qs4d.cli import main as qs4d_main
@@ -71,44 +70,13 @@ WORKER = textwrap.dedent("""\
 """)
 
 
-class LoadWorker:
-    """A child interpreter (2 GB address space) that loads bundles on every backend and runs
-    one input through each; a crash, a MemoryError kill or a hang fails the test."""
-
-    def __init__(self, workdir: Path, x: np.ndarray):
-        self.script, self.x = workdir / "worker.py", workdir / "x.npy"
-        self.script.write_text(WORKER)
-        np.save(self.x, x)
-        self.proc = None
-
-    def ask(self, path: Path, timeout: float = 90.0) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, str(self.script), str(self.x)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         text=True, cwd=ROOT)
-        self.proc.stdin.write(f"{path}\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.close()
-            pytest.fail(f"loading {path} crashed, ran out of memory or hung "
-                        f"(exit code {self.proc.returncode})")
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def base(bundle_path, tmp_path_factory):
     """The 4-bit pruned tiny bundle, its input, and each backend's reference output."""
     src = bundle_path("w4")
     work = tmp_path_factory.mktemp("fuzz-bundles")
     x = steps_input(qs4d.load(src, backend="numpy").spec, 40, np.random.default_rng(0))
-    worker = LoadWorker(work, x)
+    worker = OnnxWorker(work, x, WORKER)  # here: every backend, in 2 GB
     ref = worker.ask(src)
     assert all(ref[b]["ok"] for b in BACKENDS), ref
     files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
@@ -221,10 +189,10 @@ def test_fuzzed_bundle_files_refused_or_unchanged(base, data):
     shutil.rmtree(path.parent)
 
 
-def test_fuzz_worker_reports_crashes(tmp_path):
-    """The guard works: a child that dies fails the test rather than hanging or passing."""
-    w = LoadWorker(tmp_path, np.zeros((1, 2), np.float32))
-    w.script.write_text("import os\nos.abort()\n")
+def test_fuzz_worker_reports_memory_kills(tmp_path):
+    """The guard works: a child that exceeds its 2 GB fails the test rather than passing."""
+    script = WORKER.split("import numpy")[0] + "bytearray(3 << 30)\n"
+    w = OnnxWorker(tmp_path, np.zeros((1, 2), np.float32), script)
     with pytest.raises(pytest.fail.Exception, match="crashed"):
         w.ask(tmp_path)
 
