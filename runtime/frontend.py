@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .spec import FrontendConfig, SpecError
 
 F64 = np.float64
@@ -80,11 +81,11 @@ def _as_samples(x: np.ndarray, what: str) -> np.ndarray:
     """Float64 samples from a 1-D float or int16 array (int16 scaled by 1/32768, exactly)."""
     x = np.asarray(x)
     if x.ndim != 1:
-        raise ValueError(f"{what}: expected a 1-D array of samples, got shape {x.shape}")
+        raise InputError(f"{what}: expected a 1-D array of samples, got shape {x.shape}")
     if x.dtype == np.int16:
         return x.astype(F64) / 32768.0
     if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{what}: expected float or int16 samples, got dtype {x.dtype}")
+        raise InputError(f"{what}: expected float or int16 samples, got dtype {x.dtype}")
     return x.astype(F64, copy=False)
 
 
@@ -173,15 +174,15 @@ class LogMel:
         """Resume from a `state()`; checks keys, shape and dtype."""
         if not isinstance(state, dict) or set(state) != {"buffer", "emitted"}:
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"LogMel.restore: expected keys ['buffer', 'emitted'], got {got}")
+            raise InputError(f"LogMel.restore: expected keys ['buffer', 'emitted'], got {got}")
         buf, emitted = np.asarray(state["buffer"]), np.asarray(state["emitted"])
         if buf.ndim != 1 or buf.dtype != F64 or len(buf) >= self.win:
-            raise ValueError(f"LogMel.restore: buffer must be float64 of shape (n,) with n < "
+            raise InputError(f"LogMel.restore: buffer must be float64 of shape (n,) with n < "
                              f"{self.win}, got {buf.dtype} {buf.shape}")
         if not np.all(np.isfinite(buf)):
-            raise ValueError("LogMel.restore: buffer holds NaN or Inf")
+            raise InputError("LogMel.restore: buffer holds NaN or Inf")
         if emitted.shape != () or emitted.dtype.kind not in "iu" or int(emitted) < 0:
-            raise ValueError(f"LogMel.restore: emitted must be an integer >= 0, got "
+            raise InputError(f"LogMel.restore: emitted must be an integer >= 0, got "
                              f"{emitted.dtype}{emitted.shape}")
         self._buf = buf.copy()
         self._emitted = int(emitted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .spec import Spec
 
 
@@ -22,7 +23,7 @@ class Identity:
         if a.ndim == 1:
             a = a[:, None]  # (T, 1)
         if a.ndim != 2 or a.shape[1] != self.F:
-            raise ValueError(f"chunk shape {np.shape(chunk)}: expected (T, {self.F})"
+            raise InputError(f"chunk shape {np.shape(chunk)}: expected (T, {self.F})"
                              + (" or (T,)" if self.F == 1 else ""))
         if self.mean is not None:
             a = (a - self.mean) / self.std
@@ -36,7 +37,7 @@ class Identity:
 
     def restore(self, state: dict) -> None:
         if state:
-            raise ValueError(f"Identity front end has no state, got keys {sorted(state)}")
+            raise InputError(f"Identity front end has no state, got keys {sorted(state)}")
 
 
 def make_frontend(spec: Spec):

@@ -104,8 +104,15 @@ class Stream:
         return np.stack(feats).astype(np.float32)  # (B, T_out, F)
 
     def accept(self, chunk) -> np.ndarray:
-        """Logits (T_out, K), or (B, T_out, K) for a batch, of every completed step."""
-        out = self._steps(self.features(chunk))  # (B, T_out, K)
+        """Logits (T_out, K), or (B, T_out, K) for a batch, of every completed step. A chunk
+        that is refused (InputError) leaves the whole stream, front ends included, as it was."""
+        saved = [fe.state() for fe in self.frontends]
+        try:
+            out = self._steps(self.features(chunk))  # (B, T_out, K)
+        except InputError:
+            for fe, st in zip(self.frontends, saved):
+                fe.restore(st)
+            raise
         return out if self.batch is not None else out[0]
 
     def run_features(self, feats) -> np.ndarray:

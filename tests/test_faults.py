@@ -531,6 +531,32 @@ def test_front_end_state_with_nan_refused(kws_bundle):
         model.stream().restore(st)
 
 
+def test_overflow_leaves_the_front_end_as_it_was(kws_bundle):
+    """A log-mel stream whose model overflows (an executor made to give Inf on loud
+    features): the chunk is refused and the front end's buffer is the one from before it, so
+    the next chunk gives what an undisturbed stream gives."""
+    model = qs4d.load(kws_bundle, backend="numpy", chunked=False)
+    real = model.executor
+
+    class Overflowing:
+        def init_state(self, batch):
+            return real.init_state(batch)
+
+        def __call__(self, x, state):
+            y, state = real(x, state)
+            return (y * np.inf if np.abs(x).max() > 20 else y), state
+
+    x = (0.1 * np.random.default_rng(6).standard_normal(4000)).astype(np.float32)
+    want = model.stream().accept(x)
+    model.executor = Overflowing()
+    s = model.stream()
+    s.accept(x[:1234])
+    with np.errstate(all="ignore"), pytest.raises(InputError, match="overflowed"):
+        s.accept(np.full(1000, 3.4e38, np.float32))
+    n = s.steps
+    np.testing.assert_array_equal(s.accept(x[1234:]), want[n:])
+
+
 @pytest.mark.parametrize("name", ["int8", "zoo/toy-qat4"])
 def test_imssa_extreme_finite_input_never_gives_nan(bundle_path, name):
     """-3.4e38 overflows the simulator's float32 arithmetic: an InputError and the stream kept
