@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from qs4d.runtime.ecg import AAMI_CLASSES, BeatStream, EcgFrontend
-from qs4d.runtime.ecg_metrics import class_report, detection_stats
+from qs4d.runtime.ecg_metrics import class_report, detection_stats, match_beats
 from qs4d.runtime.mitbih import SPLITS as MITBIH_SPLITS
 from qs4d.runtime.stream import load
 
@@ -86,7 +86,12 @@ def _score(name: str, rec, events: list, labels: tuple, fs: int) -> dict:
     t = np.array([e.sample for e in events], np.int64)  # (m,)
     lab = np.array([labels.index(e.label) for e in events], np.int64)  # (m,)
     ref_lab = np.array([AAMI_CLASSES.index(c) for c in rec.ref_labels], np.int64)  # (n,)
+    pairs = match_beats(rec.ref_samples, t, int(round(0.15 * fs)))  # (P, 2) as class_report
+    ref_of_event = np.full(len(t), -1, np.int64)  # (m,) matched reference class, -1: extra
+    ref_of_event[pairs[:, 1]] = ref_lab[pairs[:, 0]]
+    probs = np.array([e.probs for e in events], np.float32).reshape(len(t), len(labels))
     return {"name": name, "report": class_report(rec.ref_samples, ref_lab, t, lab, fs),
+            "events": {"probs": probs, "ref": ref_of_event},
             "detection": detection_stats(rec.ref_samples, t, fs, tol_s=0.15),
             "detection_50ms": detection_stats(rec.ref_samples, t, fs, tol_s=0.05),
             "beats": len(rec.ref_samples), "seconds": len(rec.signal) / fs}

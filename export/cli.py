@@ -91,11 +91,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bits of the codes a float checkpoint's weights are programmed as")
     p.add_argument("--card", help="markdown model card to use instead of the generated one")
     p.add_argument("--command", default="", help="the command that trained it, for the card")
+    p.add_argument("--logit-bias", default="",
+                   help="per-class offsets added to the decoder's bias before export, as "
+                        "LABEL=VALUE,... (e.g. a prior correction chosen on validation data: "
+                        "scripts/ecg_prior.py)")
     p.add_argument("--append", help="markdown file appended to the generated card (figures "
                                     "measured on the exported bundle, e.g. a streaming report)")
     p.add_argument("--reeval", action="store_true",
                    help="re-measure accuracy on the task's splits and record it in the spec")
     return p
+
+
+def shift_decoder_bias(model, ckpt: dict, text: str) -> None:
+    """Add LABEL=VALUE offsets to the decoder bias (in logit units) and record them in the
+    checkpoint's metrics as logit_bias_LABEL, so spec.json and the card show them."""
+    import torch
+
+    labels = list(ckpt["labels"])
+    shift = torch.zeros(len(labels))
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in labels:
+            raise InputError(f"--logit-bias: {name.strip()!r} is not a label of this model "
+                             f"({labels})")
+        try:
+            shift[labels.index(name.strip())] = float(value)
+        except ValueError:
+            raise InputError(f"--logit-bias: {item!r} is not LABEL=NUMBER") from None
+    with torch.no_grad():
+        model.dec.bias += shift
+    ckpt["metrics"] = {**ckpt["metrics"],
+                       **{f"logit_bias_{c}": float(v) for c, v in zip(labels, shift)}}
 
 
 def main(argv: list[str]) -> int:
@@ -115,6 +141,8 @@ def main(argv: list[str]) -> int:
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                          ) from None
     model.eval()
+    if args.logit_bias:
+        shift_decoder_bias(model, ckpt, args.logit_bias)
     xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
                           array_rows=args.array, array_cols=args.array,
                           weight_bits=args.weight_bits)

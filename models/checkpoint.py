@@ -47,6 +47,9 @@ def load(path: str | Path):
     if ckpt["quant"] is not None:
         attach_quant(model, QuantConfig.from_dict(ckpt["quant"], f"{path}:quant"))
     model.load_state_dict(ckpt["state_dict"])
+    for part in ("train", "frontend"):  # rhythm was first a flag: true = the 2 features
+        if isinstance(ckpt[part].get("rhythm"), bool):
+            ckpt[part] = {**ckpt[part], "rhythm": 2 if ckpt[part]["rhythm"] else 0}
     ckpt["train_cfg"] = TrainConfig.from_dict(ckpt["train"], f"{path}:train")
     ckpt["frontend_cfg"] = FrontendConfig.from_dict(ckpt["frontend"], f"{path}:frontend")
     return model, ckpt

@@ -33,7 +33,7 @@ AAMI = ("N", "S", "V", "F", "Q")
 DECIMATE = 4  # 360 Hz -> 90 Hz model steps
 
 
-def window_config(rhythm: bool = False) -> WindowConfig:
+def window_config(rhythm: int = 0) -> WindowConfig:
     return WindowConfig(frontend=ecg_frontend_config(decimate=DECIMATE).replace(rhythm=rhythm))
 
 

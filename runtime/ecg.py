@@ -47,21 +47,33 @@ def ecg_frontend_config(fs: int = 360, decimate: int = 1,
 
 
 
-RHYTHM_FEATURES = 2  # prematurity of the latest detected beat and of the one before it
+RHYTHM_FEATURES = 4  # latest beat's prematurity, the previous one's, its shape distance, size
 RR_HISTORY = 8  # RR intervals whose median is a beat's reference rhythm
 PREMATURITY_RANGE = (-0.9, 2.0)
+BEAT_HALF_S = 0.1  # a beat's shape: the band-passed signal within +-0.1 s of its R peak
+TEMPLATE_RATE = 0.1  # the patient's template: running mean of beats at normal timing
+NORMAL_TIMING = 0.1  # |prematurity| <= this: a beat that may update the template
+LOOKBACK_S = 4.0  # samples a beat's shape may reach back from its decision sample
 
 
 class EcgFrontend:
     """Causal band-pass, optional decimation and normalization of one ECG source.
 
-    With `cfg.rhythm`, the front end also runs the online R-peak detector and appends two
-    rhythm features to every row: the prematurity p = RR / median(previous 8 RR) - 1 of the
-    latest beat the detector has decided by that row's last sample, and that of the beat
-    before it (0 until there is one; clipped to [-0.9, 2]). A premature beat has p < 0, the
-    beat after a compensatory pause p > 0. Rows only see beats decided by their own last
-    sample (the detector's decision sample), so the features are causal and the same for any
-    cut into chunks. `peaks` holds the R peaks the latest `process` call decided.
+    With `cfg.rhythm` = 4, the front end also runs the online R-peak detector and appends four
+    features of the latest beat the detector has decided by that row's last sample (with 2,
+    the first two):
+    - p, its prematurity RR / median(previous 8 RR) - 1 (clipped to [-0.9, 2]; p < 0: early,
+      p > 0: after a pause), and the previous beat's p;
+    - d, how far its shape is from the patient's own template: RMS(seg - template) /
+      RMS(template), clipped to [0, 3], where seg is the band-passed signal within 0.1 s of
+      its R peak (mean removed; only samples up to the decision sample) and the template the
+      running mean (rate 0.1) of earlier beats at normal timing (|p| <= 0.1);
+    - a, its size against the template's: max|seg| / max|template| - 1, clipped to [-1, 3].
+    A patient's bundle-branch-block beats then look like their template, an ectopic beat does
+    not. Values are 0 until there is a beat (and a template). Rows only see beats decided by
+    their own last sample (the detector's decision sample), so the features are causal and
+    the same for any cut into chunks. `peaks` holds the R peaks the latest `process` call
+    decided.
     """
 
     def __init__(self, cfg: FrontendConfig):
@@ -73,7 +85,7 @@ class EcgFrontend:
             raise SpecError(f"FrontendConfig.band_hz: need 0 < low < high < fs/2 = {fs / 2}, "
                             f"got {cfg.band_hz}")
         self.cfg, self.k = cfg, k
-        self.F = 1 + (RHYTHM_FEATURES if cfg.rhythm else 0)
+        self.F = 1 + cfg.rhythm  # rhythm: 0, 2 (prematurity) or 4 (and shape) features
         self.sos = butter(2, [lo, hi], "bandpass", fs=fs, output="sos")
         if k > 1:
             aa = butter(4, 0.8 * fs / (2 * k), "lowpass", fs=fs, output="sos")
@@ -86,6 +98,8 @@ class EcgFrontend:
             raise SpecError(f"FrontendConfig.norm_mean/norm_std: 1 or {self.F} values each "
                             f"(std > 0), got {cfg.norm_mean}, {cfg.norm_std}")
         self.detector = RPeakDetector(fs) if cfg.rhythm else None
+        self.half = int(round(BEAT_HALF_S * fs))  # samples each side of R
+        self.lookback = int(round(LOOKBACK_S * fs))
         self.peaks: list[int] = []
         self.reset()
 
@@ -97,12 +111,35 @@ class EcgFrontend:
         if self.detector is not None:
             self.detector.reset()
             self._rhythm = {"last_r": np.int64(-1), "rr": np.zeros(RR_HISTORY),
-                            "cur": np.zeros(RHYTHM_FEATURES)}
+                            "cur": np.zeros(RHYTHM_FEATURES),
+                            "buf": np.zeros(self.lookback),  # band-passed [n - lookback, n)
+                            "tpl": np.zeros(2 * self.half + 1), "has_tpl": np.bool_(False)}
 
-    def _rhythm_rows(self, beats: list, rows_at: np.ndarray) -> np.ndarray:
-        """Rhythm features (T, 2) of the rows ending at samples rows_at (T,), given the beats
-        (R, decision sample) decided in this chunk; updates the rhythm state."""
+    def _shape(self, full: np.ndarray, start: int, r: int, t: int) -> tuple:
+        """(d, a, segment (2h + 1,)) of the beat at R sample r decided at sample t, from full
+        (the band-passed signal from global sample `start` on); updates nothing."""
+        st, h = self._rhythm, self.half
+        lo = max(r - h, t - self.lookback + 1, 0, start)  # the samples it may use
+        hi = max(min(r + h, t), lo)
+        seg = full[lo - start: hi - start + 1]
+        seg = np.pad(seg, (lo - (r - h), (r + h) - hi), mode="edge")  # (2h + 1,)
+        seg = seg - seg.mean()
+        if not st["has_tpl"]:
+            return 0.0, 0.0, seg
+        tpl = st["tpl"]
+        ref = max(float(np.sqrt(np.mean(tpl * tpl))), 0.01)
+        d = float(np.sqrt(np.mean((seg - tpl) ** 2))) / ref
+        a = float(np.abs(seg).max()) / max(float(np.abs(tpl).max()), 0.01) - 1.0
+        return float(np.clip(d, 0.0, 3.0)), float(np.clip(a, -1.0, 3.0)), seg
+
+    def _rhythm_rows(self, beats: list, rows_at: np.ndarray, y: np.ndarray,
+                     n0: int) -> np.ndarray:
+        """Rhythm features (T, 4) of the rows ending at samples rows_at (T,), given the beats
+        (R, decision sample) decided in this chunk and its band-passed samples y (L,) from
+        global sample n0; updates the rhythm state."""
         st = self._rhythm
+        start = n0 - self.lookback
+        full = np.concatenate([st["buf"], y])  # global samples [start, n0 + L)
         ts, vals = [], [st["cur"].copy()]  # vals[0]: the features before this chunk's beats
         for r, t in beats:
             p = 0.0
@@ -113,11 +150,17 @@ class EcgFrontend:
                     p = float(np.clip(rr / np.median(hist) - 1.0, *PREMATURITY_RANGE))
                 st["rr"] = np.concatenate([st["rr"][1:], [rr]])
             st["last_r"] = np.int64(r)
+            d, a, seg = self._shape(full, start, r, t)
+            if not st["has_tpl"]:
+                st["tpl"], st["has_tpl"] = seg, np.bool_(True)
+            elif abs(p) <= NORMAL_TIMING:
+                st["tpl"] = (1 - TEMPLATE_RATE) * st["tpl"] + TEMPLATE_RATE * seg
             ts.append(t)
-            vals.append(np.array([p, st["cur"][0]]))
+            vals.append(np.array([p, st["cur"][0], d, a]))
             st["cur"] = vals[-1]
+        st["buf"] = full[-self.lookback:].copy()
         idx = np.searchsorted(np.asarray(ts, np.int64), rows_at, side="right")  # (T,)
-        return np.asarray(vals)[idx]  # (T, 2)
+        return np.asarray(vals)[idx]  # (T, 4)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Samples (L,) in mV -> features (T, F) float32, T = rows completed by this chunk."""
@@ -135,7 +178,8 @@ class EcgFrontend:
         if self.detector is not None:
             beats = self.detector.process_timed(x)
             self.peaks = [r for r, _ in beats]
-            feats = np.concatenate([feats, self._rhythm_rows(beats, n[keep])], axis=1)  # (T, 3)
+            rows = self._rhythm_rows(beats, n[keep], y, int(self._n))[:, :self.cfg.rhythm]
+            feats = np.concatenate([feats, rows], axis=1)  # (T, 1 + rhythm)
         self._n += len(x)
         return ((feats - self.mean) / self.std).astype(F32)  # (T, F)
 
@@ -160,7 +204,8 @@ class EcgFrontend:
             self.detector.restore({k[len("detector."):]: v for k, v in state.items()
                                    if k.startswith("detector.")})
             self._rhythm = {"last_r": np.int64(s["rhythm.last_r"]), "rr": s["rhythm.rr"],
-                            "cur": s["rhythm.cur"]}
+                            "cur": s["rhythm.cur"], "buf": s["rhythm.buf"],
+                            "tpl": s["rhythm.tpl"], "has_tpl": np.bool_(s["rhythm.has_tpl"])}
         elif len(own) != len(state):
             raise ValueError("EcgFrontend.restore: detector state given to a front end "
                              "without rhythm features")

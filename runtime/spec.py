@@ -192,9 +192,10 @@ class FrontendConfig(_Config):
 
     kind "identity": the raw sample is the feature (ECG per sample, toy tasks).
     kind "logmel": streaming log-mel frames (audio); the model steps once per hop.
-    kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, two
+    kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, four
     more features per step from the front end's own online R-peak detector (the prematurity
-    of the latest detected beat and of the one before it: `runtime/ecg.py`).
+    of the latest detected beat and of the one before it, its shape's distance from the
+    patient's template and its size: `runtime/ecg.py`).
     """
 
     kind: str = "identity"
@@ -210,7 +211,7 @@ class FrontendConfig(_Config):
     decimate: int = 1
     norm_mean: tuple = ()  # per-feature normalization applied after the front end
     norm_std: tuple = ()
-    rhythm: bool = False  # ecg: append the detector's rhythm features (F = 3)
+    rhythm: int = 0  # ecg: rhythm features appended from the detector: 0, 2 or 4 (runtime/ecg.py)
 
     def __post_init__(self):
         if self.kind not in ("identity", "logmel", "ecg"):
@@ -251,12 +252,13 @@ class FrontendConfig(_Config):
             raise SpecError(f"FrontendConfig.norm_mean/norm_std: equally long lists of finite "
                             f"numbers, every std > 0; got {list(mean)[:8]}, {list(std)[:8]}")
 
+        _check_rhythm(self, "FrontendConfig")
         if self.rhythm and self.kind != "ecg":
             raise SpecError(f"FrontendConfig.rhythm: ECG front ends only, got kind {self.kind!r}")
 
     def features(self) -> int | None:
         """Features per step this front end produces (None: the model's d_input)."""
-        ecg = 3 if getattr(self, "rhythm", False) else 1  # rhythm: two rhythm features more
+        ecg = 1 + int(getattr(self, "rhythm", 0))  # the ECG feature and the rhythm features
         return {"logmel": self.n_mels, "ecg": ecg}.get(self.kind)
 
 
@@ -271,6 +273,20 @@ def _positive(v) -> bool:
 def _int_in(name: str, v, lo: int, hi: int) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise SpecError(f"FrontendConfig.{name}: an integer in {lo}..{hi}, got {v!r}")
+
+
+RHYTHM_CHOICES = (0, 2, 4)
+
+
+def _check_rhythm(cfg, where: str) -> None:
+    """rhythm is 0, 2 or 4 features; true (the first format, prematurity only) means 2."""
+    v = cfg.rhythm
+    if v is True:
+        object.__setattr__(cfg, "rhythm", 2)
+    elif v is False:
+        object.__setattr__(cfg, "rhythm", 0)
+    elif not isinstance(v, int) or v not in RHYTHM_CHOICES:
+        raise SpecError(f"{where}.rhythm: one of {list(RHYTHM_CHOICES)} (features), got {v!r}")
 
 
 READ_NOISE_MODELS = ("span", "relative")
@@ -371,7 +387,7 @@ class TrainConfig(_Config):
     qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
     fold: str = ""  # digits: the FSDD speaker held out (leave-one-speaker-out test fold)
     synth: str = ""  # sc12, digits: a `qs4d data kws` build whose clips join the training set
-    rhythm: bool = False  # ecg: the front end appends the detector's rhythm features
+    rhythm: int = 0  # ecg: rhythm features the front end appends (0, 2 or 4)
     noise_data: str = ""  # ecg: folder of WFDB noise records (MIT-BIH NSTDB bw, em, ma)
     noise_copies: int = 0  # ecg: noisy copies of every training record (needs noise_data)
     extra_data: str = ""  # ecg: a `qs4d data ecg` folder whose train split is added
@@ -405,6 +421,7 @@ class TrainConfig(_Config):
         if bool(self.fold) != (self.task == "digits"):
             raise SpecError("TrainConfig.fold: the digits task needs it (an FSDD speaker), other "
                             f"tasks take none; got task {self.task!r}, fold {self.fold!r}")
+        _check_rhythm(self, "TrainConfig")
         ecg_only = [n for n in ("rhythm", "noise_data", "noise_copies", "extra_data")
                     if getattr(self, n)]
         if ecg_only and self.task != "ecg":

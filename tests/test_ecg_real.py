@@ -59,10 +59,10 @@ def test_detector_decision_times_are_the_same_for_any_chunking(rec):
 
 
 def test_rhythm_front_end_is_chunk_exact_and_flags_premature_beats(rec):
-    cfg = ecg_frontend_config(decimate=4).replace(rhythm=True)
+    cfg = ecg_frontend_config(decimate=4).replace(rhythm=4)
     fe = EcgFrontend(cfg)
     whole = fe.features(rec.signal)
-    assert whole.shape == (len(rec.signal) // 4, 3) and whole.dtype == np.float32
+    assert whole.shape == (len(rec.signal) // 4, 5) and whole.dtype == np.float32
     plain = EcgFrontend(ecg_frontend_config(decimate=4)).features(rec.signal)
     assert np.array_equal(whole[:, :1], plain)  # the ECG feature is unchanged
     parts = np.concatenate([fe.process(c) for c in chunks(rec.signal, 1)])
@@ -77,8 +77,19 @@ def test_rhythm_front_end_is_chunk_exact_and_flags_premature_beats(rec):
         np.diff(whole[:, 1]) != 0])  # the second feature is the previous beat's prematurity
 
 
+def test_shape_distance_flags_ventricular_beats():
+    """A ventricular subject: V beats are far from the patient's template, N beats close."""
+    subj = next(s for s in es.make_cohort(12, seed=7) if s.profile == "ventricular")
+    sim = es.simulate(subj, 1.0)
+    f = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=4)).features(sim.signal)
+    rows = (sim.r_peaks + round(0.25 * FS)) // 4
+    ok = (rows < len(f)) & (sim.r_peaks > 5 * FS)
+    d, lab = f[rows[ok], 3], sim.labels[ok]
+    assert (lab == 2).sum() >= 5 and np.median(d[lab == 2]) > 2 * np.median(d[lab == 0])
+
+
 def test_rhythm_front_end_state_round_trip(rec):
-    cfg = ecg_frontend_config(decimate=4).replace(rhythm=True)
+    cfg = ecg_frontend_config(decimate=4).replace(rhythm=4)
     a, b = EcgFrontend(cfg), EcgFrontend(cfg)
     x = rec.signal[: 20 * FS]
     a.process(x[: 7001])
@@ -93,7 +104,7 @@ def test_beat_stream_shares_the_rhythm_front_end_detector(rec):
         def accept(self, feats):
             return np.zeros((len(feats), 5), np.float32)
 
-    rhythm = BeatStream(Zeros(), ecg_frontend_config(decimate=4).replace(rhythm=True))
+    rhythm = BeatStream(Zeros(), ecg_frontend_config(decimate=4).replace(rhythm=4))
     plain = BeatStream(Zeros(), ecg_frontend_config(decimate=4))
     ev_r = [e.sample for c in chunks(rec.signal, 2) for e in rhythm.accept(c)]
     ev_p = [e.sample for e in plain.accept(rec.signal)]
@@ -111,13 +122,20 @@ def test_mitbih_splits_are_patient_disjoint():
 
 
 def test_train_config_ecg_options_are_checked():
-    TrainConfig(task="ecg", rhythm=True, noise_data="n", noise_copies=2)
+    TrainConfig(task="ecg", rhythm=4, noise_data="n", noise_copies=2)
     with pytest.raises(SpecError, match="rhythm.*ECG only"):
-        TrainConfig(task="kws", rhythm=True)
+        TrainConfig(task="kws", rhythm=4)
     with pytest.raises(SpecError, match="noise_copies.*noise_data"):
         TrainConfig(task="ecg", noise_copies=1)
     with pytest.raises(SpecError, match="rhythm.*ECG front ends"):
-        FrontendConfig(kind="identity", rhythm=True)
+        FrontendConfig(kind="identity", rhythm=2)
+    with pytest.raises(SpecError, match=r"rhythm: one of \[0, 2, 4\]"):
+        ecg_frontend_config().replace(rhythm=3)
+    assert ecg_frontend_config().replace(rhythm=True).rhythm == 2  # the first, flag format
+    two = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=2))
+    four = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=4))
+    x = np.sin(np.arange(20 * FS) / FS * 2 * np.pi * 1.2) ** 15
+    assert np.array_equal(two.features(x), four.features(x)[:, :3])
 
 
 @needs_mitdb
@@ -221,11 +239,11 @@ def test_ecg_task_with_rhythm_noise_copies_and_extra_data(tmp_path):
     from qs4d.models.ecg_task import ecg_task
 
     meta = build(tmp_path / "sim", seed=1, n_subjects=6, minutes=0.5)
-    base = TrainConfig(task="ecg", data=str(tmp_path / "sim"), rhythm=True, seed=0)
+    base = TrainConfig(task="ecg", data=str(tmp_path / "sim"), rhythm=4, seed=0)
     plain = ecg_task(base)
     noisy = ecg_task(base.replace(noise_data=str(NSTDB), noise_copies=2))
     extra = ecg_task(base.replace(extra_data=str(tmp_path / "sim")))
-    assert plain.d_input == 3 and plain.frontend.rhythm
+    assert plain.d_input == 5 and plain.frontend.rhythm
     n_train = sum(meta["counts"]["train"].values())
     # each window once clean and once gain/noise-augmented; oversampling adds minority windows
     assert len(plain.train[0]) >= 2 * (n_train - 40)
@@ -234,4 +252,5 @@ def test_ecg_task_with_rhythm_noise_copies_and_extra_data(tmp_path):
     assert np.array_equal(noisy.val[1], plain.val[1]) and np.array_equal(noisy.test[1],
                                                                          plain.test[1])
     x = noisy.train[0].numpy()
-    assert np.isfinite(x).all() and np.abs(x[..., 1:]).max() <= 2.0
+    assert np.isfinite(x).all() and np.abs(x[..., 1:3]).max() <= 2.0
+    assert x[..., 3].min() >= 0 and x[..., 3].max() <= 3.0 and np.abs(x[..., 4]).max() <= 3.0
