@@ -68,7 +68,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file") from e
     except (ValueError, OSError, EOFError, struct.error, TypeError, IndexError, KeyError,
-            MemoryError, OverflowError) as e:
+            MemoryError, ArithmeticError) as e:  # a header field of 0 divides by zero
         raise InputError(f"{path}: cannot read as WAV ({type(e).__name__}: {e})") from None
     if not 1 <= int(rate) <= MAX_SAMPLE_RATE:
         raise InputError(f"{path}: sample rate {rate} Hz, expected 1..{MAX_SAMPLE_RATE}")

@@ -355,7 +355,12 @@ def test_unreadable_and_absurd_wavs(kws_bundle, tmp_path, capsys):
     bad.write_bytes(b"RIFF\x10\0\0\0WAVEfmt garbage")
     loud = wav(tmp_path / "loud.wav", np.full(16000, 1e30, np.float32))
     nan = wav(tmp_path / "nan.wav", np.array([0.0, np.nan] * 800, np.float32))
+    zero = tmp_path / "zero.wav"  # block align 0 in the header (found by the fuzz suite)
+    data = bytearray(wav(zero, np.zeros(800, np.float32)).read_bytes())
+    data[32] = 0
+    zero.write_bytes(bytes(data))
     for f, words in ((bad, ["bad.wav", "cannot read as WAV"]),
+                     (zero, ["zero.wav", "cannot read as WAV"]),
                      (tmp_path / "none.wav", ["none.wav", "no such file"]),
                      (loud, ["loud.wav", "peak at 1e+30"]), (nan, ["nan.wav", "sample 1"])):
         rc, out, err = cli(capsys, "kws", kws_bundle, "--wav", f, "--fast")
