@@ -157,7 +157,7 @@ def _parse(data: bytes):
         return None
 
 
-@fuzz(300)
+@fuzz(200)
 @given(data=st.data())
 def test_fuzzed_bundle_files_refused_or_unchanged(base, data):
     """Any file of a bundle damaged, the manifest re-hashed or not: each backend refuses with
@@ -389,7 +389,7 @@ def command_lines(draw, env):
     return argv
 
 
-@fuzz(60)
+@fuzz(40)
 @given(data=st.data())
 def test_fuzzed_command_lines(cli_env, data, capsys, monkeypatch):
     """Random arguments: exit code 0, 1 or 2, errors as one line on stderr, no traceback."""
