@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qs4d.runtime.crossbar_check import check_crossbar
 from qs4d.runtime.crossbar_io import (
     FORMAT,
     G_KEYS,
@@ -30,7 +31,6 @@ from qs4d.runtime.crossbar_io import (
     VERSION,
     Crossbar,
     block_layout,
-    check_crossbar,
     conductances,
     csv_text,
     expand,
