@@ -20,7 +20,8 @@ import numpy as np
 
 MAX_JSON_BYTES = 64 << 20  # a spec or crossbar manifest of a very large model is a few MB
 MAX_NPY_HEADER = 10000  # numpy's own default limit on a .npy header
-# What a malformed file can make numpy's and zipfile's readers raise.
+# What a malformed file can make numpy's and zipfile's readers raise (zipfile raises
+# NotImplementedError for a member stored with an unknown compression method).
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError,
                UnicodeDecodeError, NotImplementedError, RuntimeError, struct.error,
                OverflowError, TypeError, SyntaxError, MemoryError, RecursionError)
