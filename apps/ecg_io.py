@@ -15,15 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from qs4d.runtime.errors import InputError, UsageError
+from qs4d.runtime.mitbih import AAMI_OF_SYMBOL
 from qs4d.runtime.records import load_record208
 from qs4d.runtime.spec import MAX_SAMPLE_RATE
 
 from .sources import Chunk, paced_chunks, resample
-
-# MIT-BIH beat symbol -> AAMI class (ANSI/AAMI EC57); other annotations are not beats.
-AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("aAJS", "S"),
-                  **dict.fromkeys("VE", "V"), "F": "F", **dict.fromkeys("/fQ", "Q")}
-
 
 MAX_MV = 1e6  # |sample| in mV; an ECG is a few mV, a saturated amplifier some hundreds
 
