@@ -6,12 +6,12 @@ Glossary: n beats, L window length (feature rows), K = 5 classes.
 
 Each window ends at the row the streaming runtime reads for the beat (R + decision delay), so
 `pooling = "last"` trains exactly the posterior the device reports. Minority classes are
-oversampled in training to at most a quarter of the N count, and every training window gets
+oversampled in training (`train.oversample` times, to at most a quarter of the N count), and every training window gets
 one augmented copy (gain and white noise on the ECG feature).
 
 Real records (MIT-BIH): `train.data` is the database folder; training reads DS1 less its
 patient-held-out validation records, validation those records, test DS2 (never used to choose
-anything). `train.noise_copies` noisy copies of every training record (real NSTDB noise from
+anything; training does not score it: `qs4d ecg-report` streams it for a shipped model). `train.noise_copies` noisy copies of every training record (real NSTDB noise from
 `train.noise_data`, random SNR, gain and baseline) go through the front end as whole records,
 so the detector's rhythm features see the noise too; `train.extra_data` adds the train split
 of a simulated folder. `train.rhythm` gives the model the front end's rhythm features.
@@ -25,7 +25,8 @@ import torch
 from qs4d.runtime.ecg import ecg_frontend_config
 from qs4d.runtime.spec import TrainConfig
 
-from .data.ecg_data import WindowConfig, noisy_copy, split_items, windows_from_arrays
+from .data.ecg_data import (WindowConfig, is_mitbih, noisy_copy, split_items,
+                             windows_from_arrays)
 from .data.wfdb_io import read_noise
 from .tasks import Task
 
@@ -37,14 +38,14 @@ def window_config(rhythm: int = 0) -> WindowConfig:
     return WindowConfig(frontend=ecg_frontend_config(decimate=DECIMATE).replace(rhythm=rhythm))
 
 
-def _oversample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Indices that repeat each minority class up to min(4x, N/4) of its count."""
+def _oversample(y: np.ndarray, rng: np.random.Generator, times: int = 4) -> np.ndarray:
+    """Indices that repeat each minority class up to min(times x its count, N/4)."""
     counts = np.bincount(y, minlength=len(AAMI))
     target = counts.max() // 4
     idx = [np.arange(len(y))]
     for k, c in enumerate(counts):
         if 0 < c < target:
-            extra = min(target, 4 * c) - c
+            extra = min(target, times * c) - c
             idx.append(rng.choice(np.flatnonzero(y == k), extra, replace=True))
     return np.concatenate(idx)
 
@@ -89,9 +90,10 @@ def ecg_task(cfg: TrainConfig) -> Task:
         return torch.from_numpy(x), torch.from_numpy(np.asarray(y, np.int64))
 
     tr = split["train"]
-    idx = _oversample(tr.y, rng)
+    idx = _oversample(tr.y, rng, cfg.oversample)
     if cfg.max_train and cfg.max_train < len(idx):
         idx = rng.choice(idx, cfg.max_train, replace=False)
     x, y = tensors(tr, idx)
     return Task(train=augment(x, y, rng), val=tensors(split["validation"]),
-                test=tensors(split["test"]), labels=AAMI, frontend=wcfg.frontend)
+                test=tensors(split["test"]), labels=AAMI, frontend=wcfg.frontend,
+                score_test=not is_mitbih(cfg.data))

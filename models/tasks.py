@@ -27,6 +27,7 @@ class Task:
     frontend: FrontendConfig
     extra: dict = field(default_factory=dict)
     augment: Callable | None = None  # (X batch, torch.Generator) -> X batch, training only
+    score_test: bool = True  # False: training never scores the test split (a report does)
 
     @property
     def d_input(self) -> int:

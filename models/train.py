@@ -214,7 +214,8 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
                             optimizer=opt.state_dict())
         start_epoch = 0
         metrics[f"{phase}_val_acc"] = evaluate(model, task.val)
-        metrics[f"{phase}_test_acc"] = evaluate(model, task.test)
+        if task.score_test:
+            metrics[f"{phase}_test_acc"] = evaluate(model, task.test)
         for name, split in task.extra.items():
             metrics[f"{phase}_{name}_acc"] = evaluate(model, split)
         checkpoint.save(out / f"{phase}.pt", model, train=tcfg, frontend=task.frontend,
@@ -229,8 +230,9 @@ def run(tcfg: TrainConfig, mcfg: ModelConfig, qcfg: QuantConfig, out: Path,
 
 
 def final_metrics(model, task: Task) -> dict:
-    m = {"val_acc": evaluate(model, task.val), "test_acc": evaluate(model, task.test),
-         "params": model.n_params()}
+    m = {"val_acc": evaluate(model, task.val), "params": model.n_params()}
+    if task.score_test:
+        m["test_acc"] = evaluate(model, task.test)
     for name, split in task.extra.items():
         m[f"{name}_acc"] = evaluate(model, split)
     return m
@@ -239,7 +241,7 @@ def final_metrics(model, task: Task) -> dict:
 def _final_from_last_phase(metrics: dict, active: list) -> dict:
     """The final accuracies are the last phase's end-of-phase ones (the model has not changed
     since): {} when that phase left none, so the caller measures them."""
-    if not active or f"{active[-1]}_test_acc" not in metrics:
+    if not active or f"{active[-1]}_val_acc" not in metrics:
         return {}
     pre = f"{active[-1]}_"
     return {k[len(pre):]: v for k, v in metrics.items() if k.startswith(pre) and k.endswith("_acc")}

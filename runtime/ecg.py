@@ -47,8 +47,10 @@ def ecg_frontend_config(fs: int = 360, decimate: int = 1,
 
 
 
-RHYTHM_FEATURES = 4  # latest beat's prematurity, the previous one's, its shape distance, size
+RHYTHM_FEATURES = 5  # latest beat's prematurity, the previous one's, shape distance, size, and
+# its long-term prematurity
 RR_HISTORY = 8  # RR intervals whose median is a beat's reference rhythm
+RR_LONG = 64  # RR intervals whose mean is a beat's long-term reference (pauses included)
 PREMATURITY_RANGE = (-0.9, 2.0)
 BEAT_HALF_S = 0.1  # a beat's shape: the band-passed signal within +-0.1 s of its R peak
 TEMPLATE_RATE = 0.1  # the patient's template: running mean of beats at normal timing
@@ -59,16 +61,19 @@ LOOKBACK_S = 4.0  # samples a beat's shape may reach back from its decision samp
 class EcgFrontend:
     """Causal band-pass, optional decimation and normalization of one ECG source.
 
-    With `cfg.rhythm` = 4, the front end also runs the online R-peak detector and appends four
-    features of the latest beat the detector has decided by that row's last sample (with 2,
-    the first two):
+    With `cfg.rhythm` = 5, the front end also runs the online R-peak detector and appends five
+    features of the latest beat the detector has decided by that row's last sample (with 2 or
+    4, the first two or four):
     - p, its prematurity RR / median(previous 8 RR) - 1 (clipped to [-0.9, 2]; p < 0: early,
       p > 0: after a pause), and the previous beat's p;
     - d, how far its shape is from the patient's own template: RMS(seg - template) /
       RMS(template), clipped to [0, 3], where seg is the band-passed signal within 0.1 s of
       its R peak (mean removed; only samples up to the decision sample) and the template the
       running mean (rate 0.1) of earlier beats at normal timing (|p| <= 0.1);
-    - a, its size against the template's: max|seg| / max|template| - 1, clipped to [-1, 3].
+    - a, its size against the template's: max|seg| / max|template| - 1, clipped to [-1, 3];
+    - q, its long-term prematurity RR / mean(previous 64 RR) - 1 (clipped as p). The median of
+      8 follows a rhythm of frequent ectopics or pauses, so that an ectopic beat among many
+      looks on time; the mean over a minute, pauses and all, keeps it early.
     A patient's bundle-branch-block beats then look like their template, an ectopic beat does
     not. Values are 0 until there is a beat (and a template). Rows only see beats decided by
     their own last sample (the detector's decision sample), so the features are causal and
@@ -85,7 +90,7 @@ class EcgFrontend:
             raise SpecError(f"FrontendConfig.band_hz: need 0 < low < high < fs/2 = {fs / 2}, "
                             f"got {cfg.band_hz}")
         self.cfg, self.k = cfg, k
-        self.F = 1 + cfg.rhythm  # rhythm: 0, 2 (prematurity) or 4 (and shape) features
+        self.F = 1 + cfg.rhythm  # rhythm: 0, 2 (prematurity), 4 (and shape), 5 (and long-term)
         self.sos = butter(2, [lo, hi], "bandpass", fs=fs, output="sos")
         if k > 1:
             aa = butter(4, 0.8 * fs / (2 * k), "lowpass", fs=fs, output="sos")
@@ -111,7 +116,7 @@ class EcgFrontend:
         if self.detector is not None:
             self.detector.reset()
             self._rhythm = {"last_r": np.int64(-1), "rr": np.zeros(RR_HISTORY),
-                            "cur": np.zeros(RHYTHM_FEATURES),
+                            "rr_long": np.zeros(RR_LONG), "cur": np.zeros(RHYTHM_FEATURES),
                             "buf": np.zeros(self.lookback),  # band-passed [n - lookback, n)
                             "tpl": np.zeros(2 * self.half + 1), "has_tpl": np.bool_(False)}
 
@@ -134,7 +139,7 @@ class EcgFrontend:
 
     def _rhythm_rows(self, beats: list, rows_at: np.ndarray, y: np.ndarray,
                      n0: int) -> np.ndarray:
-        """Rhythm features (T, 4) of the rows ending at samples rows_at (T,), given the beats
+        """Rhythm features (T, 5) of the rows ending at samples rows_at (T,), given the beats
         (R, decision sample) decided in this chunk and its band-passed samples y (L,) from
         global sample n0; updates the rhythm state."""
         st = self._rhythm
@@ -142,13 +147,16 @@ class EcgFrontend:
         full = np.concatenate([st["buf"], y])  # global samples [start, n0 + L)
         ts, vals = [], [st["cur"].copy()]  # vals[0]: the features before this chunk's beats
         for r, t in beats:
-            p = 0.0
+            p = q = 0.0
             if st["last_r"] >= 0:
                 rr = float(r - st["last_r"])
                 hist = st["rr"][st["rr"] > 0]
                 if len(hist):
                     p = float(np.clip(rr / np.median(hist) - 1.0, *PREMATURITY_RANGE))
+                    long = st["rr_long"][st["rr_long"] > 0]
+                    q = float(np.clip(rr / np.mean(long) - 1.0, *PREMATURITY_RANGE))
                 st["rr"] = np.concatenate([st["rr"][1:], [rr]])
+                st["rr_long"] = np.concatenate([st["rr_long"][1:], [rr]])
             st["last_r"] = np.int64(r)
             d, a, seg = self._shape(full, start, r, t)
             if not st["has_tpl"]:
@@ -156,11 +164,11 @@ class EcgFrontend:
             elif abs(p) <= NORMAL_TIMING:
                 st["tpl"] = (1 - TEMPLATE_RATE) * st["tpl"] + TEMPLATE_RATE * seg
             ts.append(t)
-            vals.append(np.array([p, st["cur"][0], d, a]))
+            vals.append(np.array([p, st["cur"][0], d, a, q]))
             st["cur"] = vals[-1]
         st["buf"] = full[-self.lookback:].copy()
         idx = np.searchsorted(np.asarray(ts, np.int64), rows_at, side="right")  # (T,)
-        return np.asarray(vals)[idx]  # (T, 4)
+        return np.asarray(vals)[idx]  # (T, 5)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Samples (L,) in mV -> features (T, F) float32, T = rows completed by this chunk."""
@@ -204,7 +212,7 @@ class EcgFrontend:
             self.detector.restore({k[len("detector."):]: v for k, v in state.items()
                                    if k.startswith("detector.")})
             self._rhythm = {"last_r": np.int64(s["rhythm.last_r"]), "rr": s["rhythm.rr"],
-                            "cur": s["rhythm.cur"], "buf": s["rhythm.buf"],
+                            "rr_long": s["rhythm.rr_long"], "cur": s["rhythm.cur"], "buf": s["rhythm.buf"],
                             "tpl": s["rhythm.tpl"], "has_tpl": np.bool_(s["rhythm.has_tpl"])}
         elif len(own) != len(state):
             raise ValueError("EcgFrontend.restore: detector state given to a front end "

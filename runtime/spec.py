@@ -192,10 +192,11 @@ class FrontendConfig(_Config):
 
     kind "identity": the raw sample is the feature (ECG per sample, toy tasks).
     kind "logmel": streaming log-mel frames (audio); the model steps once per hop.
-    kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, four
-    more features per step from the front end's own online R-peak detector (the prematurity
-    of the latest detected beat and of the one before it, its shape's distance from the
-    patient's template and its size: `runtime/ecg.py`).
+    kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, up to
+    five more features per step from the front end's own online R-peak detector (the
+    prematurity of the latest detected beat and of the one before it, its shape's distance
+    from the patient's template, its size, and its prematurity against the last minute's mean
+    RR: `runtime/ecg.py`).
     """
 
     kind: str = "identity"
@@ -211,7 +212,7 @@ class FrontendConfig(_Config):
     decimate: int = 1
     norm_mean: tuple = ()  # per-feature normalization applied after the front end
     norm_std: tuple = ()
-    rhythm: int = 0  # ecg: rhythm features appended from the detector: 0, 2 or 4 (runtime/ecg.py)
+    rhythm: int = 0  # ecg: rhythm features appended from the detector: 0, 2, 4 or 5 (runtime/ecg.py)
 
     def __post_init__(self):
         if self.kind not in ("identity", "logmel", "ecg"):
@@ -275,11 +276,11 @@ def _int_in(name: str, v, lo: int, hi: int) -> None:
         raise SpecError(f"FrontendConfig.{name}: an integer in {lo}..{hi}, got {v!r}")
 
 
-RHYTHM_CHOICES = (0, 2, 4)
+RHYTHM_CHOICES = (0, 2, 4, 5)
 
 
 def _check_rhythm(cfg, where: str) -> None:
-    """rhythm is 0, 2 or 4 features; true (the first format, prematurity only) means 2."""
+    """rhythm is 0, 2, 4 or 5 features; true (the first format, prematurity only) means 2."""
     v = cfg.rhythm
     if v is True:
         object.__setattr__(cfg, "rhythm", 2)

@@ -48,10 +48,12 @@ class TrainConfig(_Config):
     qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
     fold: str = ""  # digits: the FSDD speaker held out (leave-one-speaker-out test fold)
     synth: str = ""  # sc12, digits: a `qs4d data kws` build whose clips join the training set
-    rhythm: int = 0  # ecg: rhythm features the front end appends (0, 2 or 4)
+    rhythm: int = 0  # ecg: rhythm features the front end appends (0, 2, 4 or 5)
     noise_data: str = ""  # ecg: folder of WFDB noise records (MIT-BIH NSTDB bw, em, ma)
     noise_copies: int = 0  # ecg: noisy copies of every training record (needs noise_data)
     extra_data: str = ""  # ecg: a `qs4d data ecg` folder whose train split is added
+    oversample: int = 4  # ecg: each minority class repeated up to this many times its count
+    # (and to at most a quarter of the N count)
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -88,6 +90,8 @@ class TrainConfig(_Config):
         if ecg_only and self.task != "ecg":
             raise SpecError(f"TrainConfig.{ecg_only[0]}: ECG only (task 'ecg'), got task "
                             f"{self.task!r}")
+        if self.oversample < 1:
+            raise SpecError(f"TrainConfig.oversample: must be >= 1, got {self.oversample}")
         if self.noise_copies and not self.noise_data:
             raise SpecError("TrainConfig.noise_copies: needs noise_data (a folder of noise "
                             "records)")

@@ -129,13 +129,46 @@ def test_train_config_ecg_options_are_checked():
         TrainConfig(task="ecg", noise_copies=1)
     with pytest.raises(SpecError, match="rhythm.*ECG front ends"):
         FrontendConfig(kind="identity", rhythm=2)
-    with pytest.raises(SpecError, match=r"rhythm: one of \[0, 2, 4\]"):
+    with pytest.raises(SpecError, match=r"rhythm: one of \[0, 2, 4, 5\]"):
         ecg_frontend_config().replace(rhythm=3)
+    with pytest.raises(SpecError, match="oversample"):
+        TrainConfig(task="ecg", oversample=0)
     assert ecg_frontend_config().replace(rhythm=True).rhythm == 2  # the first, flag format
     two = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=2))
     four = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=4))
     x = np.sin(np.arange(20 * FS) / FS * 2 * np.pi * 1.2) ** 15
     assert np.array_equal(two.features(x), four.features(x)[:, :3])
+    five = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=5))
+    assert np.array_equal(four.features(x), five.features(x)[:, :5])
+
+
+def test_long_term_prematurity_keeps_frequent_ectopics_early():
+    """Runs of three early beats (0.6 s) between pauses (1.6 s), as in a patient with frequent
+    atrial ectopics: the median of the last 8 RR is the early RR itself, so p calls those beats
+    on time; the mean of the last 64 RR (pauses included, 0.85 s) keeps them early. For a
+    steady rhythm both are 0."""
+    def features(rr_s):
+        fe = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=5))
+        r = np.cumsum(np.round(np.asarray(rr_s) * FS).astype(int))
+        beats = [(int(b), int(b) + 50) for b in r]
+        rows = np.array([t for _, t in beats])
+        return fe._rhythm_rows(beats, rows, np.zeros(rows[-1] + 1), 0)  # (n, 5)
+
+    f = features([1.6, 0.6, 0.6, 0.6] * 30)
+    early = f[80:][np.arange(40) % 4 != 0]  # the 0.6-s beats after warm-up
+    assert np.allclose(early[:, 0], 0.0) and np.allclose(early[:, 4], 0.6 / 0.85 - 1, atol=0.01)
+    steady = features([0.8] * 40)
+    assert np.allclose(steady[2:, [0, 4]], 0.0)
+
+
+def test_oversample_repeats_minority_classes_up_to_its_factor():
+    pytest.importorskip("torch")
+    from qs4d.models.ecg_task import _oversample
+    y = np.array([0] * 1000 + [1] * 10 + [2] * 100)
+    rng = np.random.default_rng(0)
+    for times, want_s in ((4, 40), (12, 120), (100, 250)):  # capped at N/4 = 250
+        idx = _oversample(y, rng, times)
+        assert (y[idx] == 1).sum() == want_s and (y[idx] == 0).sum() == 1000
 
 
 @needs_mitdb

@@ -136,6 +136,12 @@ def split_records(data_dir: str | Path, split: str) -> list[str]:
     return list(names)
 
 
+def is_mitbih(data_dir: str | Path) -> bool:
+    """True for an MIT-BIH folder (no splits.json): its test split is DS2, which only a
+    shipped model's report scores."""
+    return not (Path(data_dir) / SPLIT_FILE).exists()
+
+
 def split_items(data_dir: str | Path, split: str, lead: str = "MLII") -> list:
     """(name, signal (L,) mV at 360 Hz, r_peaks (n,), labels (n,)) of every record of split."""
     items = []
