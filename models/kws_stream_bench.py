@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +50,12 @@ from qs4d.runtime.stream import load
 
 from .data.augment import trim_silence
 from .data.real_kws import (
+    ASTERISK,
+    ASTERISK_SPLIT,
     DIGITS,
     MLPERF_KEYWORDS,
     SR,
+    asterisk_prompts,
     fsdd_clips,
     load_clip,
     load_noises,
@@ -62,11 +64,6 @@ from .data.real_kws import (
     sc_clips,
 )
 
-ASTERISK = Path("/usr/share/asterisk/sounds")
-ASTERISK_SPLIT = {"validation": ("it_IT_f_Menardi", "fr_CA_f_June"),
-                  "testing": ("es_MX_f_Allison", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU"),
-                  "english": ("en_US_f_Allison",)}
-SKIP_DIRS = ("digits", "letters", "phonetic", "silence")
 MIN_SPEECH_S = 0.95
 SPEECH_DBFS, NOISE_DBFS = (-28.0, -16.0), (-50.0, -38.0)
 GAP_S = (1.0, 3.0)
@@ -176,19 +173,6 @@ def choose_threshold(rows: list, target_fa: float) -> dict | None:
 
 
 # --- The stream
-
-def asterisk_prompts(root: Path, speakers: tuple, keywords: tuple) -> list[Path]:
-    """Long prompts (module docstring) of the given Asterisk voices."""
-    out = []
-    for spk in speakers:
-        for f in sorted((root / spk).rglob("*.wav")):
-            rel = f.relative_to(root / spk)
-            if rel.parts[0] in SKIP_DIRS or set(re.split(r"[^a-z]+", f.stem.lower())) & set(
-                    keywords):
-                continue
-            out.append(f)
-    return out
-
 
 def _speech_s(x: np.ndarray) -> float:
     return len(trim_silence(x, SR)) / SR

@@ -21,7 +21,8 @@ In train, `_unknown_` clips are capped at UNKNOWN_RATIO x the mean keyword-class
 ones take at least half the cap, synthetic ones the rest (seeded random subsets). Waveform augmentation
 (N_AUG copies) mixes the training part of the real noise (first 60 % of each recording) and
 the build's own background noise; `train.loud_noise_clips` adds loud cuts of the real training
-noise as `_silence_`.
+noise as `_silence_`; `train.speech_negatives` adds 1-s cuts of running speech as `_unknown_`
+(`speech_negative_features`).
 
 Features (`LogMel.frames`, the device's code) are cached per source listing in
 `$QS4D_CACHE` (default ~/.cache/qs4d), keyed by the front end, augmentation, seed and the
@@ -47,14 +48,19 @@ from tqdm import tqdm
 from qs4d.runtime.frontend import LogMel
 from qs4d.runtime.spec import FrontendConfig, TrainConfig
 
-from .data.augment import AugmentConfig, Augmenter
+from .data.augment import AugmentConfig, Augmenter, noise_segment, trim_silence
 from .data.real_kws import (
+    ASTERISK,
+    ASTERISK_SPLIT,
     DIGITS12,
     SC12,
+    SR,
     Clips,
+    asterisk_prompts,
     concat,
     fsdd_clips,
     load_noises,
+    read_audio,
     read_clip,
     resolve,
     sc_clips,
@@ -157,6 +163,59 @@ def loud_features(cfg: TrainConfig, noises: list, noise_id: str) -> np.ndarray:
             return z["x"]
     jobs = [(cfg.seed * 1_000_003 + 777_777 + i, fe) for i in range(cfg.loud_noise_clips)]
     x = _pool(_loud_features, jobs, noises, "loud noise")
+    np.savez(cache, x=x)
+    return x
+
+
+NEGATIVE_SPEECH_DBFS, NEGATIVE_NOISE_DBFS = (-30.0, -14.0), (-55.0, -35.0)
+
+
+def _negative_features(job) -> np.ndarray:
+    """(T, F) log-mel frames of one 1-s cut of a prompt's voiced stretch, its voiced RMS at a
+    random level, over the training noise."""
+    path, seed, fe = job
+    rng = np.random.default_rng(seed)
+    x = read_audio(path)  # (n,) 16 kHz
+    v = trim_silence(x, SR)
+    v = v if len(v) >= SR else np.pad(v, (0, SR - len(v)))
+    start = int(rng.integers(0, len(v) - SR + 1))
+    cut = v[start:start + SR]
+    rms = max(float(np.sqrt(np.mean(np.square(v)))), 1e-6)
+    cut = cut * (10 ** (rng.uniform(*NEGATIVE_SPEECH_DBFS) / 20) / rms)
+    noise = noise_segment(_NOISES, rng, SR)
+    nrms = max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+    cut = cut + noise * (10 ** (rng.uniform(*NEGATIVE_NOISE_DBFS) / 20) / nrms)
+    return LogMel(fe).frames(np.clip(cut, -1.0, 1.0).astype(np.float32))
+
+
+def speech_negative_features(cfg: TrainConfig, noises: list, noise_id: str,
+                             keywords: tuple) -> np.ndarray:
+    """(n, T, F): `cfg.speech_negatives` 1-s cuts of running speech, for `_unknown_`.
+
+    A model trained on 1-s clips of isolated words has never heard speech that goes on, and a
+    stream is mostly that: sentences between the keywords fire it. The cuts come from the long
+    prompts of Asterisk's English voice (`ASTERISK_SPLIT["english"]`, Debian's
+    asterisk-core-sounds-en-wav; none of the streaming benchmark's validation or testing
+    voices), files naming a keyword and the digits/letters folders left out; a cut may still
+    hold a keyword inside a sentence, which the benchmark also counts as a false alarm."""
+    fe = frontend_for(cfg)
+    prompts = asterisk_prompts(ASTERISK, ASTERISK_SPLIT["english"], keywords)
+    if not prompts:
+        raise FileNotFoundError(f"train.speech_negatives: no Asterisk English prompts under "
+                                f"{ASTERISK / ASTERISK_SPLIT['english'][0]} (Debian package "
+                                "asterisk-core-sounds-en-wav: scripts/sysdeps.sh)")
+    key = _digest({"frontend": fe.to_dict(), "n": cfg.speech_negatives, "seed": cfg.seed,
+                   "noise": noise_id, "prompts": [f"{p.name}:{p.stat().st_size}" for p in prompts],
+                   "v": CACHE_VERSION})
+    cache = cache_dir() / f"negative-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            return z["x"]
+    rng = np.random.default_rng(cfg.seed + 4242)
+    pick = rng.integers(0, len(prompts), cfg.speech_negatives)
+    jobs = [(str(prompts[k]), cfg.seed * 1_000_003 + 555_555 + i, fe)
+            for i, k in enumerate(pick)]
+    x = _pool(_negative_features, jobs, noises, "speech negatives")
     np.savez(cache, x=x)
     return x
 
@@ -308,6 +367,10 @@ def real_kws_task(cfg: TrainConfig) -> Task:
         loud = loud_features(cfg, noises, noise_id)
         xs.append(loud)
         ys.append(np.full(len(loud), cmap.labels.index(SILENCE), np.int64))
+    if cfg.speech_negatives:
+        neg = speech_negative_features(cfg, noises, noise_id, cmap.keywords)
+        xs.append(neg)
+        ys.append(np.full(len(neg), cmap.labels.index(UNKNOWN), np.int64))
     x_train, y_train = np.concatenate(xs), np.concatenate(ys)
     mean = x_train.mean(axis=(0, 1))  # (F,)
     std = x_train.std(axis=(0, 1)) + 1e-3  # (F,)

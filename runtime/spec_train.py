@@ -41,6 +41,8 @@ class TrainConfig(_Config):
     feat_warp: float = 0.0  # kws: per-clip VTLP warp of the mel axis, factor in [1 -+ w]
     feat_eq_db: float = 0.0  # kws: per-clip smooth random EQ of the log-mel, RMS in dB
     loud_noise_clips: int = 0  # kws: extra _silence_ clips of train noise at -45..-10 dBFS
+    speech_negatives: int = 0  # sc12, digits: 1-s cuts of running speech (Asterisk's English
+    # prompts) as _unknown_, so that speech between keywords does not fire
     logit_adjust: float = 0.0  # tau: train on logits + tau log(class prior) (Menon et al. 2021)
     f_max: float = 0.0  # kws: top edge (Hz) of the log-mel front end; 0 = the task's (8000)
     band_cutoff_min: float = 0.0  # kws: telephone-band augmentation cuts uniformly in
@@ -79,6 +81,12 @@ class TrainConfig(_Config):
         if kws_only and self.task not in KWS_TASKS:
             raise SpecError(f"TrainConfig.{kws_only[0]}: keyword spotting only (tasks "
                             f"{KWS_TASKS}), got task {self.task!r}")
+        if self.speech_negatives < 0:
+            raise SpecError("TrainConfig.speech_negatives: must be >= 0, got "
+                            f"{self.speech_negatives}")
+        if self.speech_negatives and self.task not in REAL_KWS_TASKS:
+            raise SpecError(f"TrainConfig.speech_negatives: tasks {REAL_KWS_TASKS} only, got "
+                            f"{self.task!r}")
         if self.synth and self.task not in REAL_KWS_TASKS:
             raise SpecError(f"TrainConfig.synth: tasks {REAL_KWS_TASKS} only, got {self.task!r}")
         if bool(self.fold) != (self.task == "digits"):

@@ -1,8 +1,8 @@
 """Choose an ECG bundle's prior correction on the validation patients.
 
-Training oversamples the rare beat classes (S, V, F, Q up to 4x, at most a quarter of the N
-count), so the model's posteriors carry the training prior, not the patients'. Bayes' rule
-moves them back: logit_k += tau * (log prior_real_k - log prior_train_k), for a strength tau
+Training oversamples the rare beat classes (S, V, F, Q up to `train.oversample` times, at
+most a quarter of the N count), so the model's posteriors carry the training prior, not the
+patients'. Bayes' rule moves them back: logit_k += tau * (log prior_real_k - log prior_train_k), for a strength tau
 in [0, 1.5]. This script streams the validation records (DS1's held-out patients, never DS2)
 through the bundle once, scores every tau on a grid offline (the offset only moves logits), and
 prints the tau with the best mean F1 of N, S and V and the `qs4d export --logit-bias` value.
@@ -25,13 +25,13 @@ from qs4d.models.data.ecg_build import mitdb_counts
 from qs4d.runtime.ecg import AAMI_CLASSES
 
 
-def train_prior_shift(data: Path, copies: int) -> np.ndarray:
+def train_prior_shift(data: Path, copies: int, times: int = 4) -> np.ndarray:
     """log prior_real - log prior_train (K,), from the train split's beat counts and the
     oversampling of `qs4d.models.ecg_task` (each record and its noisy copies)."""
     counts = np.array([mitdb_counts(data)["train"][c] for c in AAMI_CLASSES], np.float64)
     counts *= 1 + copies
     target = counts.max() // 4
-    train = np.where((counts > 0) & (counts < target), np.minimum(target, 4 * counts), counts)
+    train = np.where((counts > 0) & (counts < target), np.minimum(target, times * counts), counts)
     ok = counts > 0
     out = np.zeros(len(counts))
     out[ok] = np.log(counts[ok] / counts[ok].sum()) - np.log(train[ok] / train[ok].sum())
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from qs4d.runtime.mitbih import mitbih_split
 
     tcfg = load_recipe(args.recipe, [])[0]
-    d = train_prior_shift(args.data, tcfg.noise_copies)
+    d = train_prior_shift(args.data, tcfg.noise_copies, tcfg.oversample)
     res = evaluate_records(args.bundle, [args.data / n for n in mitbih_split(args.split)])
     events = [r["events"] for r in res]
     missed = sum(r["report"].missed for r in res)

@@ -231,3 +231,53 @@ def test_synth_build_joins_train_without_keyword_prompts(tmp_path):
     assert sc12.counts(rk.SC12)["_unknown_"] == 2  # "one" and June's goodbye
     digits = synth_clips(tmp_path, rk.DIGITS12.keywords)
     assert len(digits) == 5 and digits.counts(rk.DIGITS12)["_unknown_"] == 3
+
+
+def test_asterisk_prompts_skip_keyword_names_and_word_folders(tmp_path):
+    """The running-speech prompts (benchmark bed and `train.speech_negatives`) leave out the
+    digits/letters/phonetic/silence folders and files whose name holds a keyword."""
+    spk = tmp_path / "en_US_f_Allison"
+    for rel in ("vm-goodbye.wav", "vm-no-messages.wav", "digits/1.wav", "letters/a.wav",
+                "conf/conf-onlyperson.wav", "dir/dir-intro.wav"):
+        (spk / rel).parent.mkdir(parents=True, exist_ok=True)
+        wavfile.write(spk / rel, 8000, np.zeros(8000, np.int16))
+    got = rk.asterisk_prompts(tmp_path, ("en_US_f_Allison",), rk.SC12.keywords)
+    assert sorted(p.relative_to(spk).as_posix() for p in got) == [
+        "conf/conf-onlyperson.wav", "dir/dir-intro.wav", "vm-goodbye.wav"]
+    assert not set(rk.ASTERISK_SPLIT["english"]) & set(
+        rk.ASTERISK_SPLIT["validation"] + rk.ASTERISK_SPLIT["testing"])
+
+
+def test_speech_negatives_option_is_checked():
+    from qs4d.runtime.spec import SpecError, TrainConfig
+
+    assert TrainConfig(task="sc12", data="d", speech_negatives=10).speech_negatives == 10
+    with pytest.raises(SpecError, match="speech_negatives.*only"):
+        TrainConfig(task="kws", speech_negatives=10)
+    with pytest.raises(SpecError, match="speech_negatives.*>= 0"):
+        TrainConfig(task="sc12", speech_negatives=-1)
+
+
+@pytest.mark.skipif(not (rk.ASTERISK / "en_US_f_Allison").is_dir(),
+                    reason="Asterisk English prompts absent (asterisk-core-sounds-en-wav)")
+def test_speech_negative_cuts_are_speech_at_the_set_level(tmp_path, monkeypatch):
+    """Each negative is a 1-s cut of a prompt's voiced part over noise: log-mel frames of the
+    task's front end, louder than the noise alone, deterministic for a seed, cached."""
+    pytest.importorskip("torch")
+    from qs4d.models import real_kws_task as rt
+    from qs4d.runtime.spec import TrainConfig
+
+    monkeypatch.setenv("QS4D_CACHE", str(tmp_path))
+    noise = [np.random.default_rng(0).standard_normal(3 * rk.SR).astype(np.float32) * 0.01]
+    cfg = TrainConfig(task="sc12", data="d", speech_negatives=6, seed=3)
+    a = rt.speech_negative_features(cfg, noise, "n0", rk.SC12.keywords)
+    assert a.shape == (6, 98, 40) and np.isfinite(a).all()
+    assert len(list(tmp_path.glob("negative-*.npz"))) == 1
+    rt._init_worker(noise)
+    again = np.stack([rt._negative_features((str(p), s, rt.frontend_for(cfg))) for p, s in [
+        (rk.asterisk_prompts(rk.ASTERISK, rk.ASTERISK_SPLIT["english"], rk.SC12.keywords)[0], 9)
+    ] * 2])
+    assert np.array_equal(again[0], again[1])
+    quiet = rt.LogMel(rt.frontend_for(cfg)).frames(np.zeros(rk.SR, np.float32) + noise[0][
+        :rk.SR] * 10 ** (-55 / 20) / 0.01)
+    assert a.mean() > quiet.mean() + 1.0

@@ -342,3 +342,29 @@ def fsdd_clips(root: str | Path, fold: str) -> Clips:
     if where["fsdd"] is None:
         raise FileNotFoundError(f"{root}: no fsdd/ folder")
     return load_fsdd(where["fsdd"], fold)
+
+
+# --- Asterisk prompts: hours of real running speech without the keywords
+
+ASTERISK = Path("/usr/share/asterisk/sounds")  # Debian's asterisk-core-sounds-* packages
+# The streaming benchmark's non-keyword speech by split; "english" is the training voice of
+# `train.speech_negatives` (so it joins the benchmark's testing only with --english, and then
+# not for a bundle trained on it).
+ASTERISK_SPLIT = {"validation": ("it_IT_f_Menardi", "fr_CA_f_June"),
+                  "testing": ("es_MX_f_Allison", "it_IT_m_Carlo", "ru_RU_f_IvrvoiceRU"),
+                  "english": ("en_US_f_Allison",)}
+SKIP_DIRS = ("digits", "letters", "phonetic", "silence")
+
+
+def asterisk_prompts(root: Path, speakers: tuple, keywords: tuple) -> list[Path]:
+    """The prompts of the given Asterisk voices outside digits/, letters/, phonetic/ and
+    silence/ whose file name names no keyword."""
+    out = []
+    for spk in speakers:
+        for f in sorted((Path(root) / spk).rglob("*.wav")):
+            rel = f.relative_to(Path(root) / spk)
+            if rel.parts[0] in SKIP_DIRS or set(re.split(r"[^a-z]+", f.stem.lower())) & set(
+                    keywords):
+                continue
+            out.append(f)
+    return out
