@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=positive_float, help="stop --mic after this much audio")
     p.add_argument("--fast", action="store_true", help="WAV as fast as possible")
     p.add_argument("--backend", choices=BACKENDS, default="onnx")
-    p.add_argument("--threshold", type=positive_float, default=APP_THRESHOLD)
+    p.add_argument("--threshold", type=positive_float, default=None,
+                   help="detector threshold (default: the bundle's detector_threshold, chosen "
+                        f"on validation speakers, else {APP_THRESHOLD})")
     p.add_argument("--smooth-ms", type=float_in(0, MAX_WINDOW_MS), default=APP_SMOOTH_MS)
     p.add_argument("--smooth", choices=SMOOTH_MODES, default=APP_SMOOTH,
                    help="average posteriors or logits over the window (apps/detect.py)")
@@ -164,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=float_in(0.01, MAX_WINDOW_MS), default=100.0, help="audio per chunk")
     p.add_argument("--no-live", action="store_true", help="no live level line on a terminal")
     return p
+
+
+def bundle_threshold(metrics: dict) -> float:
+    """The detector threshold a bundle ships with (metrics.detector_threshold, set by `qs4d
+    export --threshold`), else the apps' default."""
+    t = metrics.get("detector_threshold")
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 < t < 1.0:
+        return float(t)
+    return APP_THRESHOLD
 
 
 def main(argv: list[str]) -> int:
@@ -187,8 +198,11 @@ def main(argv: list[str]) -> int:
         print(f"qs4d kws: {args.bundle} has a {fe.kind!r} front end; keyword spotting needs "
               f"'logmel'", file=sys.stderr)
         return 2
+    threshold = args.threshold
+    if threshold is None:
+        threshold = bundle_threshold(model.spec.metrics)
     try:
-        cfg = DetectorConfig.from_ms(fe.hop_ms, args.threshold, args.smooth_ms,
+        cfg = DetectorConfig.from_ms(fe.hop_ms, threshold, args.smooth_ms,
                                      args.refractory_ms, smooth=args.smooth, hold_ms=args.hold_ms)
     except ValueError as e:
         raise UsageError(str(e)) from None

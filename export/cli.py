@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from qs4d.runtime.cliargs import ArgParser
-from qs4d.runtime.errors import InputError
+from qs4d.runtime.errors import InputError, UsageError
 from qs4d.runtime.reference import dequantize_weights
 from qs4d.runtime.spec import CrossbarConfig, Spec, SpecError
 
@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-class offsets added to the decoder's bias before export, as "
                         "LABEL=VALUE,... (e.g. a prior correction chosen on validation data: "
                         "scripts/ecg_prior.py)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="keyword spotting: the detector threshold this bundle ships with "
+                        "(chosen on validation speakers: qs4d kws-bench), recorded as "
+                        "metrics.detector_threshold; `qs4d kws` uses it unless told otherwise")
     p.add_argument("--append", help="markdown file appended to the generated card (figures "
                                     "measured on the exported bundle, e.g. a streaming report)")
     p.add_argument("--reeval", action="store_true",
@@ -143,6 +147,12 @@ def main(argv: list[str]) -> int:
     model.eval()
     if args.logit_bias:
         shift_decoder_bias(model, ckpt, args.logit_bias)
+    if args.threshold is not None:
+        if not 0.0 < args.threshold < 1.0:
+            raise UsageError(f"--threshold: a posterior in (0, 1), got {args.threshold}")
+        if ckpt["frontend_cfg"].kind != "logmel":
+            raise UsageError("--threshold: keyword-spotting bundles only (a logmel front end)")
+        ckpt["metrics"] = {**ckpt["metrics"], "detector_threshold": float(args.threshold)}
     xcfg = CrossbarConfig(g_min=args.g_min, g_max=args.g_max, levels=args.levels,
                           array_rows=args.array, array_cols=args.array,
                           weight_bits=args.weight_bits)

@@ -83,6 +83,39 @@ def make_bundle(out: Path, kind: str, seed: int = 0) -> Path:
                         name=f"tiny-{kind}")
 
 
+def test_export_threshold_is_the_bundles_default(tmp_path, capsys, monkeypatch):
+    """`qs4d export --threshold T` records the detector threshold chosen on validation
+    speakers (metrics.detector_threshold); `qs4d kws` then uses it unless --threshold is
+    given. ECG bundles and values outside (0, 1) are refused."""
+    torch = pytest.importorskip("torch")
+    from qs4d.cli import main as cli
+    from qs4d.export import cli as export_cli
+    from qs4d.models import checkpoint
+    from qs4d.models.model import S4DClassifier
+    from qs4d.runtime.spec import TrainConfig
+
+    fe = FrontendConfig(kind="logmel", sample_rate=16000, n_mels=40)
+    m = S4DClassifier(ModelConfig(d_input=40, d_model=8, d_state=8, n_layers=1, n_classes=12,
+                                  norm="none"), seed=0)
+    ck = tmp_path / "float.pt"
+    checkpoint.save(ck, m, train=TrainConfig(task="sc12", data="d"), frontend=fe,
+                    labels=KWS_LABELS, phase="done", epoch=0, metrics={"val_acc": 1.0})
+    out = tmp_path / "b"
+    feats = np.random.default_rng(0).standard_normal((50, 2, 40)).astype(np.float32)
+    monkeypatch.setattr(export_cli, "calibration_inputs", lambda ckpt, n: feats)  # no data
+    assert cli(["export", str(ck), "--out", str(out), "--threshold", "0.93"]) == 0
+    assert json.loads((out / "spec.json").read_text())["metrics"]["detector_threshold"] == 0.93
+    assert kws.bundle_threshold({}) == kws.APP_THRESHOLD
+    wav = str(DATA / "sentence_espeak_16k.wav")
+    capsys.readouterr()
+    assert kws.main([str(out), "--wav", wav, "--fast", "--no-live"]) == 0
+    assert "threshold 0.93" in capsys.readouterr().out
+    assert kws.main([str(out), "--wav", wav, "--fast", "--no-live", "--threshold", "0.5"]) == 0
+    assert "threshold 0.5" in capsys.readouterr().out
+    assert cli(["export", str(ck), "--out", str(tmp_path / "c"), "--threshold", "1.5"]) == 2
+    del torch
+
+
 @pytest.fixture(scope="module")
 def kws_bundle(tmp_path_factory):
     return make_bundle(tmp_path_factory.mktemp("apps") / "kws-tiny", "logmel")
