@@ -25,8 +25,7 @@ import torch
 from qs4d.runtime.ecg import ecg_frontend_config
 from qs4d.runtime.spec import TrainConfig
 
-from .data.ecg_data import (WindowConfig, is_mitbih, noisy_copy, split_items,
-                             windows_from_arrays)
+from .data.ecg_data import WindowConfig, is_mitbih, noisy_copy, split_items, windows_from_arrays
 from .data.wfdb_io import read_noise
 from .tasks import Task
 

@@ -1,9 +1,10 @@
-"""`make demo`: keyword spotting on the bundled WAVs and ECG on the bundled MIT-BIH record 208
-excerpt, through the onnx and imssa backends, then a profile summary. A few minutes on 2 cores.
+"""`make demo`: keyword spotting on the bundled WAVs (Speech Commands words with the sc12
+bundle, digits with the digits bundle) and ECG on the bundled MIT-BIH record 208 excerpt,
+through the onnx and imssa backends, then a profile summary. A few minutes on 2 cores.
 
-Bundles: models/zoo/kws-voices-band and models/zoo/ecg-qat4 when they exist, else any zoo bundle with
-a logmel (keywords) or ecg (ECG) front end. A missing one is named with the command that makes
-it; the rest of the demo still runs and the exit status is then 1. Figures go to out/demo/.
+Bundles: models/zoo/sc12-qat4, models/zoo/digits-qat4 and models/zoo/ecg-qat4 (trained on real
+speakers and patients). A missing one is named with the command that makes it; the rest of the
+demo still runs and the exit status is then 1. Figures go to out/demo/.
 """
 
 from __future__ import annotations
@@ -19,24 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"
 DATA = ROOT / "apps" / "data"
 OUT = ROOT / "out" / "demo"
-WANT = {"logmel": ("kws-voices-band", "qs4d data kws --out data/kws-nat3 --pico-per-word 400 "
-                   "--pico-per-unknown 40 --mbrola-per-word 400 --mbrola-per-unknown 40 "
-                   "--piper-per-word 400 --piper-per-unknown 40 && qs4d train --config "
-                   "models/recipes/kws-voices-band.toml --out runs/kws-voices-band && qs4d "
-                   "export runs/kws-voices-band/final.pt --out models/zoo/kws-voices-band"),
-        "ecg": ("ecg-qat4", "the ECG recipe (models/recipes/ecg-*.toml) trained and exported "
-                "to models/zoo/ecg-qat4")}
+WANT = {  # part: (bundle, WAV truth file or None, how to make the bundle)
+    "commands": ("sc12-qat4", "commands.json",
+                 "QS4D_THREADS=1 qs4d train --config models/recipes/sc12-qat4.toml --out "
+                 "runs/sc12-qat4 && qs4d export runs/sc12-qat4/final.pt --out models/zoo/sc12-qat4"),
+    "digits": ("digits-qat4", "digits.json",
+               "QS4D_THREADS=1 qs4d train --config models/recipes/digits-qat4.toml --out "
+               "runs/digits-qat4 && qs4d export runs/digits-qat4/final.pt --out "
+               "models/zoo/digits-qat4"),
+    "ecg": ("ecg-qat4", None, "bash scripts/ecg_zoo.sh (models/recipes/ecg-mitdb.toml)"),
+}
 
 
-def find_bundle(kind: str) -> Path | None:
-    """The preferred zoo bundle for a front-end kind, else any zoo bundle of that kind."""
-    preferred = ZOO / WANT[kind][0]
-    candidates = [preferred] + sorted(p.parent for p in ZOO.glob("*/spec.json"))
-    for path in candidates:
-        spec = path / "spec.json"
-        if spec.is_file() and json.loads(spec.read_text()).get("frontend", {}).get("kind") == kind:
-            return path
-    return None
+def find_bundle(part: str) -> Path | None:
+    path = ZOO / WANT[part][0]
+    return path if (path / "spec.json").is_file() else None
 
 
 def banner(text: str) -> None:
@@ -60,20 +58,24 @@ def run(argv: list[str]) -> int:
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    kws, ecg = find_bundle("logmel"), find_bundle("ecg")
-    missing = [(kind, WANT[kind]) for kind, b in (("logmel", kws), ("ecg", ecg)) if b is None]
-    for kind, (name, how) in missing:
-        print(f"MISSING: no bundle with a {kind!r} front end in {ZOO} (expected "
-              f"models/zoo/{name}); make it with:\n  {how}", file=sys.stderr)
+    found = {part: find_bundle(part) for part in WANT}
+    missing = [part for part, b in found.items() if b is None]
+    for part in missing:
+        name, _, how = WANT[part]
+        print(f"MISSING: models/zoo/{name}; make it with:\n  {how}", file=sys.stderr)
     failures = 0
-    wavs = sorted(DATA.glob("*.wav"))
-    if kws is not None:
-        banner(f"keyword spotting: {kws.name} on {len(wavs)} bundled WAVs")
-        for t in json.loads((DATA / "digits.json").read_text()):
-            print(f"  {t['file']}: says {t['text']!r} ({t['noise']})")
+    for part in ("commands", "digits"):
+        kws, truth = found[part], WANT[part][1]
+        if kws is None:
+            continue
+        items = json.loads((DATA / truth).read_text())
+        banner(f"keyword spotting: {kws.name} on {len(items)} bundled WAV(s)")
+        for t in items:
+            print(f"  {t['file']}: says {t['text']!r} ({t['noise']}; {t['source']})")
+        wavs = [str(DATA / t["file"]) for t in items]
         for be in ("onnx", "imssa"):
-            failures += run(["kws", str(kws), "--wav", *map(str, wavs), "--fast", "--backend",
-                             be]) != 0
+            failures += run(["kws", str(kws), "--wav", *wavs, "--fast", "--backend", be]) != 0
+    ecg = found["ecg"]
     if ecg is not None:
         banner(f"ECG: {ecg.name} on the MIT-BIH record 208 excerpt (5 min, no annotations). "
                f"Record 208 is in DS1, the models' training set: this shows the runtime, not "
@@ -83,7 +85,7 @@ def main() -> int:
         failures += run(["ecg", str(ecg), "--record208", "--fast", "--backend", "imssa",
                          "--seconds", "60", "--quiet"]) != 0
     torch = ["--torch"] if importlib.util.find_spec("torch") is not None else []
-    for name, b in (("kws", kws), ("ecg", ecg)):
+    for name, b in (("kws", found["commands"]), ("ecg", ecg)):
         if b is None:
             continue
         banner(f"profile: {b.name}")
@@ -93,8 +95,8 @@ def main() -> int:
                          str(OUT / f"profile-{name}.png")]) != 0
     banner(f"demo finished in {time.perf_counter() - t0:.0f} s; figures in {OUT}")
     if missing:
-        print("incomplete: " + ", ".join(f"models/zoo/{n} ({k} front end)" for k, (n, _) in
-                                         missing) + " missing", file=sys.stderr)
+        print("incomplete: " + ", ".join(f"models/zoo/{WANT[p][0]}" for p in missing)
+              + " missing", file=sys.stderr)
     return 1 if missing or failures else 0
 
 

@@ -261,3 +261,54 @@ def test_acceptance_digits_and_music_through_the_microphone(pulse, tmp_path):
     wavfile.write(clip, sr, music[20 * sr: 50 * sr])
     stats, _ = capture(pulse, clip, model, det, 30.5)
     assert stats.detections == [], stats.detections
+
+
+SC12_BUNDLE = ROOT / "models" / "zoo" / "sc12-qat4"
+REAL = ROOT.parent / "shared" / "data" / "speech_commands_test"
+
+
+def real_keywords_wav(tmp_path: Path, gap_s: float = 1.5) -> tuple[Path, list, list]:
+    """Ten real people: for each sc12 keyword, the first clip (by file name) of a testing-split
+    speaker not used yet, gap_s apart, 16 kHz. Returns (wav, keywords, speakers)."""
+    from qs4d.models.data import real_kws as rk
+
+    sc = rk.sc_clips(str(REAL.parent))
+    parts, words, speakers = [np.zeros(8000, np.float32)], [], []
+    for w in rk.MLPERF_KEYWORDS:
+        rows = sorted(np.flatnonzero((sc.words == w) & (sc.splits == "testing")),
+                      key=lambda i: str(sc.paths[i]))
+        i = next(i for i in rows if sc.speakers[i] not in speakers)
+        parts += [rk.load_clip(sc, int(i)), np.zeros(int(gap_s * 16000), np.float32)]
+        words.append(w)
+        speakers.append(sc.speakers[i])
+    wav = tmp_path / "real-keywords.wav"
+    x = np.concatenate(parts)
+    wavfile.write(wav, 16000, np.clip(np.rint(x * 32767), -32768, 32767).astype(np.int16))
+    return wav, words, speakers
+
+
+@pytest.mark.slow
+def test_real_speakers_through_the_microphone(pulse, tmp_path):
+    """Ten keywords said by ten real people (Speech Commands testing speakers, never trained
+    on), played through the microphone path to the shipped sc12 bundle at its own threshold:
+    the live detections follow the ones the same bundle makes offline on the same file (the
+    48-kHz capture moves posteriors a little, so a keyword near the threshold may flip: at most
+    two differ), and at least 7 of the 10 are found with the right label."""
+    if not SC12_BUNDLE.is_dir():
+        pytest.skip(f"needs the trained keyword model {SC12_BUNDLE}")
+    if not REAL.is_dir():
+        pytest.skip(f"real speech not present at {REAL}")
+    model = load(SC12_BUNDLE, backend="onnx")
+    cfg = DetectorConfig.from_ms(model.spec.frontend.hop_ms,
+                                 kws.bundle_threshold(model.spec.metrics))
+    wav, truth, speakers = real_keywords_wav(tmp_path)
+    assert len(set(speakers)) == 10
+    offline = [d.label for d in Detector(model.labels, cfg).update(
+        model.stream().accept(wavfile.read(wav)[1].astype(np.float32) / 32768))[0]]
+    seconds = wavfile.read(wav)[1].shape[0] / 16000 + 1.0
+    stats, _ = capture(pulse, wav, model, Detector(model.labels, cfg), seconds)
+    live = [d[1] for d in stats.detections]
+    print(f"offline {offline}\nlive    {live}\ntruth   {truth}")
+    assert lcs(live, offline) >= len(offline) - 2 and len(live) <= len(offline) + 2, (
+        live, offline)
+    assert lcs(live, truth) >= 7, (live, truth)

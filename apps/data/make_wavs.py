@@ -1,4 +1,5 @@
-"""Rebuild the demo WAVs of apps/data/ and their truth file digits.json (see README.md).
+"""Rebuild the demo WAVs of apps/data/ and their truth files digits.json and commands.json
+(see README.md).
 
     .venv/bin/python apps/data/make_wavs.py
 
@@ -24,6 +25,8 @@ NAMES = "zero one two three four five six seven eight nine".split()
 ALLISON_ORDER = [4, 7, 1, 9, 0, 3, 8, 2, 6, 5]
 ESPEAK_TEXT = "please call five one nine"
 ESPEAK_KEYWORDS = ["five", "one", "nine"]
+COMMANDS = ["yes", "go", "left", "stop", "down", "no", "right", "up", "off", "on"]
+COMMAND_VOICES = ["en-us", "en-us+f3", "en-gb+m3"]  # espeak-ng voices, in turn
 
 
 def trim(x: np.ndarray, rate: int, floor_db: float = -30.0, pad_s: float = 0.03) -> np.ndarray:
@@ -102,11 +105,45 @@ def espeak(rng: np.random.Generator) -> dict:
                        "recording"}
 
 
+def say(text: str, voice: str, rate: int) -> np.ndarray:
+    """espeak-ng's rendering of text, at rate, float in [-1, 1)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "e.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "130", "-w", str(out), text],
+                       check=True)
+        sr, x = wavfile.read(out)
+    f = Fraction(rate, int(sr))
+    return resample_poly(x.astype(np.float64) / 32768.0, f.numerator, f.denominator)
+
+
+def commands(rng: np.random.Generator) -> dict:
+    """The ten Speech Commands keywords (the sc12 task), one word each 1.2 s, three voices."""
+    rate, gap = 16000, 1.2
+    parts, keys, t = [np.zeros(int(0.25 * rate))], [], 0.25
+    for i, w in enumerate(COMMANDS):
+        x = trim(say(w, COMMAND_VOICES[i % len(COMMAND_VOICES)], rate), rate)
+        keys.append({"label": w, "start_s": round(t, 3), "end_s": round(t + len(x) / rate, 3)})
+        parts += [x, np.zeros(int(gap * rate))]
+        t += len(x) / rate + gap
+    y = np.concatenate(parts)
+    rms = float(np.sqrt(np.mean(np.concatenate(parts[1::2]) ** 2)))
+    y = add_noise(y, rms, 20.0, rng.standard_normal(len(y)))
+    name = "commands_espeak_16k.wav"
+    wavfile.write(HERE / name, rate, to_int16(y))
+    return {"file": name, "rate": rate, "text": " ".join(COMMANDS), "keywords": keys,
+            "noise": "white, 20 dB SNR",
+            "source": f"espeak-ng -s 130, voices {', '.join(COMMAND_VOICES)} (synthesized)",
+            "licence": "synthesized by espeak-ng (GPL-3.0-or-later program); no third-party "
+                       "recording"}
+
+
 def main() -> None:
     rng = np.random.default_rng(2024)
     truth = [allison(rng), espeak(rng)]
     (HERE / "digits.json").write_text(json.dumps(truth, indent=1) + "\n")
-    for t in truth:
+    cmd = [commands(np.random.default_rng(2025))]
+    (HERE / "commands.json").write_text(json.dumps(cmd, indent=1) + "\n")
+    for t in truth + cmd:
         size = (HERE / t["file"]).stat().st_size
         print(f"{t['file']}: {size / 1024:.0f} KiB, {t['text']!r}")
 
