@@ -116,7 +116,8 @@ def _plot_start(times: np.ndarray, labels: list, duration: float, seconds: float
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="qs4d ecg", description=__doc__,
                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", help="bundle directory with an ecg front end")
+    p.add_argument("bundle", nargs="?", help="bundle directory with an ecg front end "
+                   "(default: the package's models/zoo/ecg-qat4)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--record208", action="store_true", help="bundled MIT-BIH 208 excerpt "
                      "(the default)")
@@ -154,6 +155,12 @@ def main(argv: list[str]) -> int:
     args.backend = default_backend(args)
     if args.fs is not None and args.fs > MAX_SAMPLE_RATE:
         raise UsageError(f"argument --fs: at most {MAX_SAMPLE_RATE} Hz, got {args.fs}")
+    if not args.bundle:
+        from .zoo import default_bundle
+
+        args.bundle = default_bundle("ecg")
+        if args.bundle is None:
+            raise UsageError("a BUNDLE is required (the package's zoo has no ecg-qat4)")
     model = load(args.bundle, backend=args.backend)
     fe = model.spec.frontend
     if fe.kind != "ecg":

@@ -142,7 +142,8 @@ def summary(st: RunStats, fast: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="qs4d kws", description=__doc__,
                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bundle", nargs="?", help="bundle directory with a logmel front end")
+    p.add_argument("bundle", nargs="?", help="bundle directory with a logmel front end "
+                   "(default: the package's models/zoo/sc12-qat4)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wav", nargs="+", metavar="FILE", help="WAV files (any rate/channels)")
     src.add_argument("--mic", action="store_true", help="live microphone")
@@ -185,8 +186,13 @@ def main(argv: list[str]) -> int:
         print(list_devices())
         return 0
     if not args.bundle:
-        print("qs4d kws: a BUNDLE is required", file=sys.stderr)
-        return 2
+        from .zoo import default_bundle
+
+        args.bundle = default_bundle("kws")
+        if args.bundle is None:
+            print("qs4d kws: a BUNDLE is required (the package's zoo has no sc12-qat4)",
+                  file=sys.stderr)
+            return 2
     if not (args.wav or args.mic or args.stdin):
         print("qs4d kws: choose a source: --wav FILE..., --mic or --stdin", file=sys.stderr)
         return 2

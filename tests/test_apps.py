@@ -537,3 +537,19 @@ def test_plot_without_matplotlib_is_a_one_line_usage_error(command, ecg_bundle, 
     assert "matplotlib" in err and "Traceback" not in err and not png.exists()
     with pytest.raises(UsageError, match="needs matplotlib"):
         figure(100, 100)
+
+
+def test_apps_run_the_zoo_bundle_when_none_is_named(capsys, monkeypatch, tmp_path):
+    """`qs4d kws --wav F` and `qs4d ecg --record208` without a BUNDLE run the package's
+    sc12-qat4 and ecg-qat4; with no zoo, a one-line usage error."""
+    from qs4d.apps import zoo
+
+    if zoo.default_bundle("kws") is None or zoo.default_bundle("ecg") is None:
+        pytest.skip("the zoo's sc12-qat4 / ecg-qat4 are not present")
+    assert kws.main(["--wav", str(DATA / "sentence_espeak_16k.wav"), "--fast", "--no-live"]) == 0
+    assert "Model('sc12-qat4'" in capsys.readouterr().out
+    assert ecg_app.main(["--record208", "--fast", "--seconds", "5", "--quiet"]) == 0
+    monkeypatch.setattr(zoo, "ZOO", tmp_path)
+    assert kws.main(["--wav", str(DATA / "sentence_espeak_16k.wav"), "--fast"]) == 2
+    with pytest.raises(UsageError, match="BUNDLE is required"):
+        ecg_app.main(["--record208", "--fast"])
