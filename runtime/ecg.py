@@ -212,7 +212,8 @@ class EcgFrontend:
             self.detector.restore({k[len("detector."):]: v for k, v in state.items()
                                    if k.startswith("detector.")})
             self._rhythm = {"last_r": np.int64(s["rhythm.last_r"]), "rr": s["rhythm.rr"],
-                            "rr_long": s["rhythm.rr_long"], "cur": s["rhythm.cur"], "buf": s["rhythm.buf"],
+                            "rr_long": s["rhythm.rr_long"], "cur": s["rhythm.cur"],
+                            "buf": s["rhythm.buf"],
                             "tpl": s["rhythm.tpl"], "has_tpl": np.bool_(s["rhythm.has_tpl"])}
         elif len(own) != len(state):
             raise ValueError("EcgFrontend.restore: detector state given to a front end "
