@@ -23,11 +23,11 @@ OUT = ROOT / "out" / "demo"
 WANT = {  # part: (bundle, WAV truth file or None, how to make the bundle)
     "commands": ("sc12-qat4", "commands.json",
                  "QS4D_THREADS=1 qs4d train --config models/recipes/sc12-qat4.toml --out "
-                 "runs/sc12-qat4 && qs4d export runs/sc12-qat4/final.pt --out models/zoo/sc12-qat4"),
+                 "runs/sc12-qat4 && bash scripts/kws_zoo.sh sc12-qat4"),
     "digits": ("digits-qat4", "digits.json",
-               "QS4D_THREADS=1 qs4d train --config models/recipes/digits-qat4.toml --out "
-               "runs/digits-qat4 && qs4d export runs/digits-qat4/final.pt --out "
-               "models/zoo/digits-qat4"),
+               "QS4D_THREADS=1 qs4d train --config models/recipes/digits-qat4.toml --set "
+               "train.fold=jackson/lucas --out runs/digits-qat4 && bash scripts/kws_zoo.sh "
+               "digits-qat4"),
     "ecg": ("ecg-qat4", None, "bash scripts/ecg_zoo.sh (models/recipes/ecg-mitdb.toml)"),
 }
 
