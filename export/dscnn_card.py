@@ -56,7 +56,8 @@ def side_by_side(rows: list[dict]) -> str:
             + " | ".join(t for t, _ in ACC) + " |")
     lines = [head, "|" + "---|" * (6 + len(ACC))]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['arch']} | {r['bits']} | {r['params']:,} | "
+        lines.append(f"| {r['model']} | {r['arch']} | {r['bits']} | "
+                     f"{'-' if r['params'] is None else format(r['params'], ',')} | "
                      f"{r['weight_bits'] / 1e6:.3f} Mbit | {r['macs_1s'] / 1e6:.2f} M "
                      f"({r['macs_note']}) | " + " | ".join(pct(r[k]) for _, k in ACC) + " |")
     return "\n".join(lines)
