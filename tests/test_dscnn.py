@@ -183,10 +183,11 @@ def test_side_by_side_table_reads_the_zoo():
     assert table.count("\n") == len(rows) + 3 and "kws-dscnn (int8)" in table
 
 
-def test_committed_baseline_files_match_their_metrics():
+@pytest.mark.parametrize("name", ["kws-dscnn", "sc12-dscnn"])
+def test_committed_baseline_files_match_their_metrics(name):
     from qs4d.export.dscnn_card import card
 
-    d = ROOT / "models" / "baselines" / "kws-dscnn"
+    d = ROOT / "models" / "baselines" / name
     if not (d / "metrics.json").exists():
         pytest.skip("no committed DS-CNN baseline")
     m = json.loads((d / "metrics.json").read_text())
