@@ -14,7 +14,8 @@ patient-held-out validation records, validation those records, test DS2 (never u
 anything; training does not score it: `qs4d ecg-report` streams it for a shipped model). `train.noise_copies` noisy copies of every training record (real NSTDB noise from
 `train.noise_data`, random SNR, gain and baseline) go through the front end as whole records,
 so the detector's rhythm features see the noise too; `train.extra_data` adds the train split
-of a simulated folder. `train.rhythm` gives the model the front end's rhythm features.
+of a simulated folder. `train.rhythm` gives the model the front end's rhythm features;
+`train.beat_wait_s` reads each beat when the next one is decided (its following RR known).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from .tasks import Task
 
 AAMI = ("N", "S", "V", "F", "Q")
 DECIMATE = 4  # 360 Hz -> 90 Hz model steps
+BEAT_WAIT_CONTEXT_S = 1.5  # with train.beat_wait_s: window = 1.5 s + beat_wait_s (it ends at the
+# next beat, so it holds the beat, its preceding RR and most of the one before)
 
 
-def window_config(rhythm: int = 0) -> WindowConfig:
-    return WindowConfig(frontend=ecg_frontend_config(decimate=DECIMATE).replace(rhythm=rhythm))
+def window_config(rhythm: int = 0, beat_wait_s: float = 0.0) -> WindowConfig:
+    fe = ecg_frontend_config(decimate=DECIMATE).replace(rhythm=rhythm, beat_wait_s=beat_wait_s)
+    return WindowConfig(frontend=fe, context_s=BEAT_WAIT_CONTEXT_S if beat_wait_s else 2.5)
 
 
 def _oversample(y: np.ndarray, rng: np.random.Generator, times: int = 4) -> np.ndarray:
@@ -77,7 +81,7 @@ def train_items(cfg: TrainConfig, rng: np.random.Generator) -> list:
 def ecg_task(cfg: TrainConfig) -> Task:
     if not cfg.data:
         raise ValueError("the ecg task needs train.data = a folder built by `qs4d data ecg`")
-    wcfg = window_config(cfg.rhythm)
+    wcfg = window_config(cfg.rhythm, cfg.beat_wait_s)
     rng = np.random.default_rng(cfg.seed)
     split = {s: windows_from_arrays(split_items(cfg.data, s), wcfg)
              for s in ("validation", "test")}

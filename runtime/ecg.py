@@ -30,6 +30,7 @@ import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from .ecg_common import F64, _check_state, _samples
+from .errors import InputError
 from .rpeak import RPeakDetector
 from .spec import FrontendConfig, SpecError
 
@@ -47,8 +48,9 @@ def ecg_frontend_config(fs: int = 360, decimate: int = 1,
 
 
 
-RHYTHM_FEATURES = 5  # latest beat's prematurity, the previous one's, shape distance, size, and
-# its long-term prematurity
+RHYTHM_FEATURES = 9  # latest beat's prematurity, the previous one's, shape distance, size, its
+# long-term prematurity; the previous beat's shape distance, size and long-term prematurity;
+# the time since the latest beat
 RR_HISTORY = 8  # RR intervals whose median is a beat's reference rhythm
 RR_LONG = 64  # RR intervals whose mean is a beat's long-term reference (pauses included)
 PREMATURITY_RANGE = (-0.9, 2.0)
@@ -56,6 +58,7 @@ BEAT_HALF_S = 0.1  # a beat's shape: the band-passed signal within +-0.1 s of it
 TEMPLATE_RATE = 0.1  # the patient's template: running mean of beats at normal timing
 NORMAL_TIMING = 0.1  # |prematurity| <= this: a beat that may update the template
 LOOKBACK_S = 4.0  # samples a beat's shape may reach back from its decision sample
+ELAPSED_MAX = 4.0  # the time since the latest beat, in reference RR intervals, is clipped here
 
 
 class EcgFrontend:
@@ -74,6 +77,11 @@ class EcgFrontend:
     - q, its long-term prematurity RR / mean(previous 64 RR) - 1 (clipped as p). The median of
       8 follows a rhythm of frequent ectopics or pauses, so that an ectopic beat among many
       looks on time; the mean over a minute, pauses and all, keeps it early.
+    With `cfg.rhythm` = 9, also the beat before it's d, a and q, and e, the time from the
+    latest beat's R peak to the row's last sample in units of the median of the last 8 RR
+    (1 s before there is one), clipped to [0, 4]: it tells a row read when the next beat is
+    decided (e small; p is then the following RR of the beat being classified, and the
+    "previous" features are that beat's) from a row read after a pause (e large).
     A patient's bundle-branch-block beats then look like their template, an ectopic beat does
     not. Values are 0 until there is a beat (and a template). Rows only see beats decided by
     their own last sample (the detector's decision sample), so the features are causal and
@@ -90,7 +98,8 @@ class EcgFrontend:
             raise SpecError(f"FrontendConfig.band_hz: need 0 < low < high < fs/2 = {fs / 2}, "
                             f"got {cfg.band_hz}")
         self.cfg, self.k = cfg, k
-        self.F = 1 + cfg.rhythm  # rhythm: 0, 2 (prematurity), 4 (and shape), 5 (and long-term)
+        self.F = 1 + cfg.rhythm  # rhythm: 0, 2 (prematurity), 4 (and shape), 5 (and long-term),
+        # 9 (and the previous beat's, and the elapsed time)
         self.sos = butter(2, [lo, hi], "bandpass", fs=fs, output="sos")
         if k > 1:
             aa = butter(4, 0.8 * fs / (2 * k), "lowpass", fs=fs, output="sos")
@@ -106,13 +115,14 @@ class EcgFrontend:
         self.half = int(round(BEAT_HALF_S * fs))  # samples each side of R
         self.lookback = int(round(LOOKBACK_S * fs))
         self.peaks: list[int] = []
+        self.timed: list[tuple[int, int]] = []
         self.reset()
 
     def reset(self) -> None:
         self._zi = np.zeros((len(self.sos), 2))  # (sections, 2)
         self._n = np.int64(0)  # samples seen
         self._started = False
-        self.peaks = []
+        self.peaks, self.timed = [], []
         if self.detector is not None:
             self.detector.reset()
             self._rhythm = {"last_r": np.int64(-1), "rr": np.zeros(RR_HISTORY),
@@ -139,13 +149,14 @@ class EcgFrontend:
 
     def _rhythm_rows(self, beats: list, rows_at: np.ndarray, y: np.ndarray,
                      n0: int) -> np.ndarray:
-        """Rhythm features (T, 5) of the rows ending at samples rows_at (T,), given the beats
+        """Rhythm features (T, 9) of the rows ending at samples rows_at (T,), given the beats
         (R, decision sample) decided in this chunk and its band-passed samples y (L,) from
         global sample n0; updates the rhythm state."""
         st = self._rhythm
         start = n0 - self.lookback
         full = np.concatenate([st["buf"], y])  # global samples [start, n0 + L)
         ts, vals = [], [st["cur"].copy()]  # vals[0]: the features before this chunk's beats
+        last, ref = [int(st["last_r"])], [_rr_ref(st["rr"], self.cfg.sample_rate)]
         for r, t in beats:
             p = q = 0.0
             if st["last_r"] >= 0:
@@ -164,11 +175,17 @@ class EcgFrontend:
             elif abs(p) <= NORMAL_TIMING:
                 st["tpl"] = (1 - TEMPLATE_RATE) * st["tpl"] + TEMPLATE_RATE * seg
             ts.append(t)
-            vals.append(np.array([p, st["cur"][0], d, a, q]))
+            c = st["cur"]
+            vals.append(np.array([p, c[0], d, a, q, c[2], c[3], c[4], 0.0]))
             st["cur"] = vals[-1]
+            last.append(int(r))
+            ref.append(_rr_ref(st["rr"], self.cfg.sample_rate))
         st["buf"] = full[-self.lookback:].copy()
         idx = np.searchsorted(np.asarray(ts, np.int64), rows_at, side="right")  # (T,)
-        return np.asarray(vals)[idx]  # (T, 5)
+        out = np.asarray(vals)[idx]  # (T, 9)
+        lr, rf = np.asarray(last, F64)[idx], np.asarray(ref, F64)[idx]  # (T,), (T,)
+        out[:, 8] = np.where(lr >= 0, np.clip((rows_at - lr) / rf, 0.0, ELAPSED_MAX), 0.0)
+        return out
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Samples (L,) in mV -> features (T, F) float32, T = rows completed by this chunk."""
@@ -185,7 +202,7 @@ class EcgFrontend:
         feats = y[keep][:, None]  # (T, 1)
         if self.detector is not None:
             beats = self.detector.process_timed(x)
-            self.peaks = [r for r, _ in beats]
+            self.peaks, self.timed = [r for r, _ in beats], beats
             rows = self._rhythm_rows(beats, n[keep], y, int(self._n))[:, :self.cfg.rhythm]
             feats = np.concatenate([feats, rows], axis=1)  # (T, 1 + rhythm)
         self._n += len(x)
@@ -221,6 +238,29 @@ class EcgFrontend:
         self._zi, self._n, self._started = s["zi"], np.int64(s["n"]), bool(s["started"])
 
 
+def _rr_ref(rr: np.ndarray, fs: int) -> float:
+    """The reference RR (samples) of the elapsed-time feature: median of the last 8 RR, or
+    1 s before there is one."""
+    hist = rr[rr > 0]
+    return float(np.median(hist)) if len(hist) else float(fs)
+
+
+def decision_samples(beats: list, wait: int) -> np.ndarray:
+    """The sample at which each detected beat's class is read when BeatStream waits for the
+    next beat (FrontendConfig.beat_wait_s > 0, wait = its samples): beats are (R peak, decision
+    sample) in decision order (the detector's `process_timed`). Beat i is read at the decision
+    sample of the first later-decided beat whose R peak follows its own, if that comes before
+    R_i + wait, else at R_i + wait; never before its own decision sample. (n,) int64."""
+    r = np.asarray([b[0] for b in beats], np.int64)  # (n,)
+    t = np.asarray([b[1] for b in beats], np.int64)  # (n,)
+    out = r + wait
+    for i in range(len(r)):
+        later = np.flatnonzero(r[i + 1:] > r[i])
+        if len(later) and t[i + 1 + later[0]] < r[i] + wait:
+            out[i] = t[i + 1 + later[0]]
+    return np.maximum(out, t)
+
+
 @dataclass(frozen=True)
 class BeatEvent:
     """One classified beat: its R peak (sample, seconds) and the model's posterior."""
@@ -243,9 +283,13 @@ class BeatStream:
 
     `model.accept(features (T, F)) -> logits (T_out, K)` returns one row per completed model
     step, step j being feature row j. A beat at sample r is classified by the row of feature
-    j = (r + delay) // k, delay = round(decision_delay_s * fs); its event is emitted as soon as
-    that row exists, i.e. at most decision_delay_s + (k - 1) / fs after the R peak (beats found
-    late by search-back, or in the detector's first 2 s, as soon as they are found).
+    j = s // k, and its event is emitted as soon as that row exists:
+    - `frontend.beat_wait_s` = 0: s = r + delay, delay = round(decision_delay_s * fs), i.e. at
+      most decision_delay_s + (k - 1) / fs after the R peak (beats found late by search-back,
+      or in the detector's first 2 s, as soon as they are found);
+    - `frontend.beat_wait_s` > 0: s is the sample at which the detector decides the next beat
+      (so the row's rhythm features hold the beat's following RR interval), at most
+      beat_wait_s after the R peak: `decision_samples`, which training uses too.
     The model's own stream state is its owner's to save; `state()` covers the rest.
     """
 
@@ -261,6 +305,10 @@ class BeatStream:
                          else RPeakDetector(frontend.sample_rate, search_back=search_back))
         self.fs, self.k = frontend.sample_rate, frontend.decimate
         self.delay = int(round(decision_delay_s * self.fs))
+        self.wait = int(round(float(getattr(frontend, "beat_wait_s", 0.0)) * self.fs))
+        if self.wait and not self._shared:
+            raise ValueError("BeatStream: waiting for the next beat (beat_wait_s > 0) needs the "
+                             "front end's own detector, with search-back")
         self.keep = int(np.ceil(8.0 * self.fs / self.k))  # logits rows kept for late beats
         self.reset()
 
@@ -268,6 +316,10 @@ class BeatStream:
         self.frontend.reset()
         self.detector.reset()
         self._pending = np.zeros(0, np.int64)  # (b,) R samples waiting for their logits row
+        self._at = np.zeros(0, np.int64)  # (b,) with beat_wait_s: the sample each is read at
+        # (-1: not known yet); _decided (b,) the sample at which the detector decided each
+        self._decided = np.zeros(0, np.int64)
+        self._seen = np.int64(0)  # samples received
         self._ring = np.zeros((0, len(self.labels)), F32)  # (<= keep, K) latest logits rows
         self._rows = np.int64(0)  # logits rows received
 
@@ -286,9 +338,14 @@ class BeatStream:
             ring = np.concatenate([ring, logits])  # (R + T_out, K)
             self._rows += len(logits)
         self._ring = ring[-self.keep:]
-        self._pending = np.concatenate([self._pending, np.asarray(peaks, np.int64)])
-        rows = (self._pending + self.delay) // self.k  # (b,) logits row of each beat
-        ready = rows < self._rows
+        self._seen += len(x)
+        if self.wait:
+            rows = self._next_beat_rows()  # (b,) -1: not known yet
+            ready = (rows >= 0) & (rows < self._rows)
+        else:
+            self._pending = np.concatenate([self._pending, np.asarray(peaks, np.int64)])
+            rows = (self._pending + self.delay) // self.k  # (b,) logits row of each beat
+            ready = rows < self._rows
         r_ready = self._pending[ready]  # (e,) R samples
         idx = rows[ready] - self._rows + len(ring)  # (e,) their rows in the ring
         for r in r_ready[idx < 0]:
@@ -301,13 +358,31 @@ class BeatStream:
                             confidence=float(p[c]), probs=p)
                   for r, c, p in zip(r_ready.tolist(), best.tolist(), probs)]
         self._pending = self._pending[~ready]
+        if self.wait:
+            self._at, self._decided = self._at[~ready], self._decided[~ready]
         return events
+
+    def _next_beat_rows(self) -> np.ndarray:
+        """With beat_wait_s: add this chunk's detected beats to the pending ones, settle the
+        sample each pending beat is read at (`decision_samples`, streamed) and return their
+        logits rows (b,), -1 where not known yet."""
+        for r, t in self.frontend.timed:  # in decision order
+            open_ = (self._at < 0) & (self._pending < r)
+            self._at[open_] = np.minimum(t, self._pending[open_] + self.wait)
+            self._pending = np.append(self._pending, np.int64(r))
+            self._at = np.append(self._at, np.int64(-1))
+            self._decided = np.append(self._decided, np.int64(t))
+        late = (self._at < 0) & (self._pending + self.wait <= self._seen - 1)
+        self._at[late] = self._pending[late] + self.wait
+        at = np.where(self._at >= 0, np.maximum(self._at, self._decided), -1)
+        return np.where(at >= 0, at // self.k, -1)
 
     def state(self) -> dict:
         out = {f"frontend.{k}": v for k, v in self.frontend.state().items()}
         out.update({f"detector.{k}": v for k, v in self.detector.state().items()})
         out.update({"pending": self._pending.copy(), "ring": self._ring.copy(),
-                    "rows": np.int64(self._rows)})
+                    "rows": np.int64(self._rows), "at": self._at.copy(),
+                    "decided": self._decided.copy(), "seen": np.int64(self._seen)})
         return out
 
     def restore(self, state: dict) -> None:
@@ -316,7 +391,12 @@ class BeatStream:
         part = lambda p: {k[len(p):]: v for k, v in state.items() if k.startswith(p)}  # noqa: E731
         own = {k: v for k, v in state.items() if "." not in k}
         s = _check_state(own, {"pending": self._pending, "ring": self._ring,
-                               "rows": np.int64(0)}, "BeatStream")
+                               "rows": np.int64(0), "at": self._at, "decided": self._decided,
+                               "seen": np.int64(0)}, "BeatStream")
+        if not len(s["at"]) == len(s["decided"]) == (len(s["pending"]) if self.wait else 0):
+            raise InputError("BeatStream.restore: at and decided must have one entry per "
+                             "pending beat (none without beat_wait_s)")
         self.frontend.restore(part("frontend."))
         self.detector.restore(part("detector."))
         self._pending, self._ring, self._rows = s["pending"], s["ring"], np.int64(s["rows"])
+        self._at, self._decided, self._seen = s["at"], s["decided"], np.int64(s["seen"])

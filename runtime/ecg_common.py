@@ -47,4 +47,4 @@ def _check_state(state: dict, like: dict, what: str) -> dict:
     return out
 
 
-_VAR_SHAPES = {"queue", "noise", "pending", "ring"}  # state arrays with a variable first axis
+_VAR_SHAPES = {"queue", "noise", "pending", "ring", "at", "decided"}  # state arrays with a variable first axis

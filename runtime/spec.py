@@ -193,10 +193,11 @@ class FrontendConfig(_Config):
     kind "identity": the raw sample is the feature (ECG per sample, toy tasks).
     kind "logmel": streaming log-mel frames (audio); the model steps once per hop.
     kind "ecg": causal band-pass and optional decimation before the model; with `rhythm`, up to
-    five more features per step from the front end's own online R-peak detector (the
+    nine more features per step from the front end's own online R-peak detector (the
     prematurity of the latest detected beat and of the one before it, its shape's distance
-    from the patient's template, its size, and its prematurity against the last minute's mean
-    RR: `runtime/ecg.py`).
+    from the patient's template, its size, its prematurity against the last minute's mean
+    RR, the previous beat's last three, and the time since the latest beat: `runtime/ecg.py`).
+    `beat_wait_s` sets when a beat's class is read (BeatStream).
     """
 
     kind: str = "identity"
@@ -212,7 +213,10 @@ class FrontendConfig(_Config):
     decimate: int = 1
     norm_mean: tuple = ()  # per-feature normalization applied after the front end
     norm_std: tuple = ()
-    rhythm: int = 0  # ecg: rhythm features appended from the detector: 0, 2, 4 or 5 (runtime/ecg.py)
+    rhythm: int = 0  # ecg: rhythm features appended from the detector: 0, 2, 4, 5 or 9 (runtime/ecg.py)
+    beat_wait_s: float = 0.0  # ecg: 0 = a beat's class is read 0.25 s after its R peak; > 0 =
+    # when the detector decides the next beat (so the following RR is known), at most this
+    # long after the R peak (runtime/ecg.py, BeatStream)
 
     def __post_init__(self):
         if self.kind not in ("identity", "logmel", "ecg"):
@@ -256,6 +260,14 @@ class FrontendConfig(_Config):
         _check_rhythm(self, "FrontendConfig")
         if self.rhythm and self.kind != "ecg":
             raise SpecError(f"FrontendConfig.rhythm: ECG front ends only, got kind {self.kind!r}")
+        w = self.beat_wait_s
+        if not _number(w) or not (w == 0 or 0.3 <= w <= MAX_BEAT_WAIT_S):
+            raise SpecError(f"FrontendConfig.beat_wait_s: 0 or a number of seconds in "
+                            f"[0.3, {MAX_BEAT_WAIT_S}], got {w!r}")
+        if w and (self.kind != "ecg" or not self.rhythm):
+            raise SpecError("FrontendConfig.beat_wait_s: needs an ECG front end with rhythm "
+                            f"features (their detector times the decision), got kind "
+                            f"{self.kind!r}, rhythm {self.rhythm}")
 
     def features(self) -> int | None:
         """Features per step this front end produces (None: the model's d_input)."""
@@ -276,11 +288,12 @@ def _int_in(name: str, v, lo: int, hi: int) -> None:
         raise SpecError(f"FrontendConfig.{name}: an integer in {lo}..{hi}, got {v!r}")
 
 
-RHYTHM_CHOICES = (0, 2, 4, 5)
+RHYTHM_CHOICES = (0, 2, 4, 5, 9)
+MAX_BEAT_WAIT_S = 4.0  # BeatStream keeps 8 s of logits rows
 
 
 def _check_rhythm(cfg, where: str) -> None:
-    """rhythm is 0, 2, 4 or 5 features; true (the first format, prematurity only) means 2."""
+    """rhythm is 0, 2, 4, 5 or 9 features; true (the first format, prematurity only) means 2."""
     v = cfg.rhythm
     if v is True:
         object.__setattr__(cfg, "rhythm", 2)

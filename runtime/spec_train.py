@@ -50,7 +50,9 @@ class TrainConfig(_Config):
     qat_distill: float = 0.0  # a: QAT loss (1 - a) CE + a KL(float teacher || QAT model)
     fold: str = ""  # digits: the FSDD speaker held out (leave-one-speaker-out test fold)
     synth: str = ""  # sc12, digits: a `qs4d data kws` build whose clips join the training set
-    rhythm: int = 0  # ecg: rhythm features the front end appends (0, 2, 4 or 5)
+    rhythm: int = 0  # ecg: rhythm features the front end appends (0, 2, 4, 5 or 9)
+    beat_wait_s: float = 0.0  # ecg: read a beat's class at the next beat, at most this long
+    # after its R peak (0: 0.25 s after it); FrontendConfig.beat_wait_s
     noise_data: str = ""  # ecg: folder of WFDB noise records (MIT-BIH NSTDB bw, em, ma)
     noise_copies: int = 0  # ecg: noisy copies of every training record (needs noise_data)
     extra_data: str = ""  # ecg: a `qs4d data ecg` folder whose train split is added
@@ -93,7 +95,8 @@ class TrainConfig(_Config):
             raise SpecError("TrainConfig.fold: the digits task needs it (an FSDD speaker), other "
                             f"tasks take none; got task {self.task!r}, fold {self.fold!r}")
         _check_rhythm(self, "TrainConfig")
-        ecg_only = [n for n in ("rhythm", "noise_data", "noise_copies", "extra_data")
+        ecg_only = [n for n in ("rhythm", "noise_data", "noise_copies", "extra_data",
+                                "beat_wait_s")
                     if getattr(self, n)]
         if ecg_only and self.task != "ecg":
             raise SpecError(f"TrainConfig.{ecg_only[0]}: ECG only (task 'ecg'), got task "

@@ -129,7 +129,7 @@ def test_train_config_ecg_options_are_checked():
         TrainConfig(task="ecg", noise_copies=1)
     with pytest.raises(SpecError, match="rhythm.*ECG front ends"):
         FrontendConfig(kind="identity", rhythm=2)
-    with pytest.raises(SpecError, match=r"rhythm: one of \[0, 2, 4, 5\]"):
+    with pytest.raises(SpecError, match=r"rhythm: one of \[0, 2, 4, 5, 9\]"):
         ecg_frontend_config().replace(rhythm=3)
     with pytest.raises(SpecError, match="oversample"):
         TrainConfig(task="ecg", oversample=0)
@@ -140,6 +140,14 @@ def test_train_config_ecg_options_are_checked():
     assert np.array_equal(two.features(x), four.features(x)[:, :3])
     five = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=5))
     assert np.array_equal(four.features(x), five.features(x)[:, :5])
+    nine = EcgFrontend(ecg_frontend_config(decimate=4).replace(rhythm=9))
+    assert np.array_equal(five.features(x), nine.features(x)[:, :6])
+    with pytest.raises(SpecError, match="beat_wait_s.*rhythm features"):
+        ecg_frontend_config().replace(beat_wait_s=1.0)
+    with pytest.raises(SpecError, match=r"beat_wait_s: 0 or .*\[0.3, 4.0\]"):
+        ecg_frontend_config().replace(rhythm=9, beat_wait_s=0.1)
+    with pytest.raises(SpecError, match="beat_wait_s.*ECG only"):
+        TrainConfig(task="kws", beat_wait_s=1.0)
 
 
 def test_long_term_prematurity_keeps_frequent_ectopics_early():
@@ -287,3 +295,58 @@ def test_ecg_task_with_rhythm_noise_copies_and_extra_data(tmp_path):
     x = noisy.train[0].numpy()
     assert np.isfinite(x).all() and np.abs(x[..., 1:3]).max() <= 2.0
     assert x[..., 3].min() >= 0 and x[..., 3].max() <= 3.0 and np.abs(x[..., 4]).max() <= 3.0
+
+
+class RowIds:
+    """A stand-in model whose logits row j carries j: probs[0] / probs[1] = j + 1."""
+
+    def __init__(self):
+        self.n = 0
+
+    def accept(self, feats):
+        out = np.zeros((len(feats), 5), np.float32)
+        out[:, 0] = np.log1p(np.arange(self.n, self.n + len(feats)))
+        self.n += len(feats)
+        return out
+
+
+def test_next_beat_decision_is_the_same_streamed_and_in_training(rec):
+    """With beat_wait_s, each beat is read at the row where the detector decides the next beat
+    (or beat_wait_s after it): streamed in random chunks, after a state round trip, and as the
+    training windows cut them (`beat_windows`), the same rows; p of that row is the beat's
+    following RR, p_prev its preceding one."""
+    from qs4d.models.data.ecg_data import WindowConfig, windows_from_arrays
+    from qs4d.runtime.ecg import decision_samples
+
+    cfg = ecg_frontend_config(decimate=4).replace(rhythm=9, beat_wait_s=1.0)
+    fe = EcgFrontend(cfg)
+    f = fe.process(rec.signal)  # (T, 10)
+    at = decision_samples(fe.timed, FS)  # (m,)
+    want = {int(r): int(a) // 4 for (r, _), a in zip(fe.timed, at)}
+    r = np.asarray([b[0] for b in fe.timed])
+    assert np.all(at >= [t for _, t in fe.timed]) and np.all(at <= np.maximum(
+        r + FS, [t for _, t in fe.timed]))
+    for seed in (0, 1):
+        bs, events = BeatStream(RowIds(), cfg), []
+        for i, c in enumerate(chunks(rec.signal, seed, top=3000)):
+            if i == 5:  # a state round trip mid-record
+                st = bs.state()
+                bs = BeatStream(bs.model, cfg)
+                bs.restore(st)
+            events += bs.accept(c)
+        got = {e.sample: int(round(e.probs[0] / e.probs[1])) - 1 for e in events}
+        assert got and got == {k: v for k, v in want.items() if k in got}
+        assert len(got) >= len(want) - 1  # at most the last beat still waits at the end
+    # the row read for a beat with a following beat within 1 s holds that RR as p
+    rr = np.diff(np.sort(r))
+    j = [want[int(b)] for b in np.sort(r)[1:-1]]
+    seen_p = f[j, 1]  # p of the row read for beat i: RR(i, i+1) / median - 1
+    early = rr[1:] < 0.8 * np.median(rr)  # (beats whose next beat is early)
+    assert np.all(seen_p[early] < 0) and np.all(f[j, 9][early] < 1.0)  # e: just after it
+    # training cuts the window that ends at the same row
+    wcfg = WindowConfig(frontend=cfg, context_s=1.5)
+    bw = windows_from_arrays([("sim", rec.signal, rec.r_peaks, rec.labels)], wcfg)
+    assert len(bw) >= len(rec.r_peaks) - 4
+    for rp, end in zip(bw.r_peak, bw.end):
+        near = min(want, key=lambda k: abs(k - rp))
+        assert abs(near - rp) <= 0.15 * FS and end == want[near]

@@ -10,7 +10,15 @@ R peak at sample r, its window is the L feature rows that end at the row the run
 
 so the window sees `context_s` (default 2.5 s: the previous RR intervals) before the R peak
 and `decision_delay_s` (default 0.25 s, at most 0.3 s) after it. Beats whose window would
-start before the record or end after it are skipped. Labels are AAMI class indices in the
+start before the record or end after it are skipped.
+
+With `frontend.beat_wait_s` > 0 (the runtime reads a beat when the detector decides the next
+one), the window ends where BeatStream reads: the front end's own detector runs over the
+record, each annotated beat is matched to the detected R peak within 150 ms (beats the
+detector misses get no event at runtime and no window), and
+
+    j_end = decision_samples(detected beats, wait)[match] // k       L = round((context_s +
+                                                                         beat_wait_s) * fs / k) Labels are AAMI class indices in the
 order N, S, V, F, Q. Features are band-passed millivolts (gain 1 per mV, a typical QRS is
 about 1) unless the FrontendConfig carries norm_mean / norm_std, applied identically by the
 runtime.
@@ -26,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qs4d.runtime.ecg import EcgFrontend, ecg_frontend_config
+from qs4d.runtime.ecg import EcgFrontend, decision_samples, ecg_frontend_config
 from qs4d.runtime.spec import FrontendConfig
 
 from .wfdb_io import FS, mitbih_split, read_record, record_names
@@ -54,13 +62,33 @@ class WindowConfig:
     def length(self) -> int:
         """L, feature rows per window."""
         fs, k = self.frontend.sample_rate, self.frontend.decimate
-        return int(round((self.context_s + self.decision_delay_s) * fs / k))
+        after = self.frontend.beat_wait_s or self.decision_delay_s
+        return int(round((self.context_s + after) * fs / k))
 
 
-def beat_windows(features: np.ndarray, r_peaks: np.ndarray, cfg: WindowConfig):
-    """Window end rows (n',) and kept beat indices (n',) of r_peaks (n,) in features (T, 1)."""
+MATCH_S = 0.15  # an annotated beat's detected R peak lies within this of it
+
+
+def beat_windows(features: np.ndarray, r_peaks: np.ndarray, cfg: WindowConfig,
+                 detected: list | None = None):
+    """Window end rows (n',) and kept beat indices (n',) of r_peaks (n,) in features (T, F).
+    With beat_wait_s, `detected` is the front end's detector output over the record: (R peak,
+    decision sample) in decision order."""
     fs, k = cfg.frontend.sample_rate, cfg.frontend.decimate
-    end = (np.asarray(r_peaks, np.int64) + int(round(cfg.decision_delay_s * fs))) // k  # (n,)
+    r_peaks = np.asarray(r_peaks, np.int64)
+    if cfg.frontend.beat_wait_s:
+        at = decision_samples(detected or [], int(round(cfg.frontend.beat_wait_s * fs)))
+        det = np.asarray([r for r, _ in detected or []], np.int64)  # (m,) in decision order
+        order = np.argsort(det, kind="stable")
+        pos = np.clip(np.searchsorted(det[order], r_peaks), 1, max(len(det) - 1, 1))  # (n,)
+        end = np.full(len(r_peaks), -1, np.int64)
+        if len(det):
+            cand = order[np.stack([pos - 1, np.minimum(pos, len(det) - 1)])]  # (2, n)
+            near = cand[np.argmin(np.abs(det[cand] - r_peaks), axis=0), np.arange(len(r_peaks))]
+            hit = np.abs(det[near] - r_peaks) <= round(MATCH_S * fs)  # (n,)
+            end[hit] = at[near[hit]] // k
+    else:
+        end = (r_peaks + int(round(cfg.decision_delay_s * fs))) // k  # (n,)
     keep = np.flatnonzero((end - cfg.length + 1 >= 0) & (end < len(features)))  # (n',)
     return end[keep], keep
 
@@ -101,11 +129,11 @@ class BeatWindows:
 
 def windows_from_arrays(items: list, cfg: WindowConfig) -> BeatWindows:
     """Windows of records given as (name, signal (L,) mV at fs, r_peaks (n,), labels (n,))."""
-    fe = EcgFrontend(cfg.frontend)
     names, feats, rec, end, y, rp = [], [], [], [], [], []
     for i, (name, signal, r_peaks, labels) in enumerate(items):
-        f = fe.features(signal)  # (T, 1)
-        e, keep = beat_windows(f, r_peaks, cfg)
+        fe = EcgFrontend(cfg.frontend)
+        f = fe.process(signal)  # (T, F)
+        e, keep = beat_windows(f, r_peaks, cfg, fe.timed)
         names.append(name)
         feats.append(f)
         rec.append(np.full(len(e), i, np.int64))
