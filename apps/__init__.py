@@ -1,1 +1,1 @@
-"""qs4d.apps: thin command-line apps over the runtime (kws, ecg, profile)."""
+"""qs4d.apps: thin command-line apps over the runtime (kws, ecg, ecg-report)."""

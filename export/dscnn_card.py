@@ -1,5 +1,5 @@
 """The DS-CNN baseline's model card, with the side-by-side table against the S4D keyword
-bundles of the zoo (their numbers read from spec.json; MACs from `qs4d.apps.costs`).
+bundles of the zoo (their numbers read from spec.json; MACs from `qs4d.runtime.costs`).
 
 Glossary: K classes.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qs4d.apps.costs import step_costs, step_period_s
+from qs4d.runtime.costs import step_costs, step_period_s
 from qs4d.runtime.spec import Spec
 
 from .card import weight_bits
@@ -138,7 +138,7 @@ MACs count the convolutions and the dense layer (BN folded; ReLU and pooling not
 
 Produced by `python -m qs4d.export.dscnn --card-only --out {out}` from `{zoo}/*/spec.json`
 (the zoo as it stands when the card is written) and this folder's metrics.json. S4D MACs per 1 s: MACs per streaming
-step (`qs4d.apps.costs.step_costs`) x 100 steps (10-ms hop); the S4D gives a decision every
+step (`qs4d.runtime.costs.step_costs`) x 100 steps (10-ms hop); the S4D gives a decision every
 step, the DS-CNN one per window (a sliding window every 100 ms would be 10x its figure).
 Weight memory: weights at their bit width plus 32-bit biases, as in the zoo cards; S4D
 `params` are the trainable parameters of its training run (spec.json).

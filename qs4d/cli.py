@@ -21,10 +21,10 @@ COMMANDS = {
     "kws": ("qs4d.apps.kws", "keyword spotting from a microphone or WAV file"),
     "ecg": ("qs4d.apps.ecg", "streaming ECG beat classification"),
     "ecg-report": ("qs4d.apps.ecg_report", "AAMI inter-patient report over WFDB records"),
-    "kws-bench": ("qs4d.models.kws_stream_bench",
+    "kws-bench": ("qs4d.lab.kws_stream_bench",
                   "keyword detection rate vs false alarms per hour on real speech"),
-    "profile": ("qs4d.apps.profile", "latency, throughput, memory and energy per backend"),
-    "sweep": ("qs4d.models.sweep", "grids of training and evaluation runs"),
+    "profile": ("qs4d.lab.profile", "latency, throughput, memory and energy per backend"),
+    "sweep": ("qs4d.lab.sweep", "grids of training and evaluation runs"),
 }
 
 

@@ -161,6 +161,6 @@ def steps_input(spec, steps: int, rng: np.random.Generator, batch: int | None = 
     """Raw input that makes exactly `steps` model steps through the spec's front end:
     (T, F) rows for identity, audio samples for logmel, ECG samples for ecg; (B, ...) when
     batch is given. The profiler's own helper, so tests and benchmarks feed the same input."""
-    from qs4d.apps.costs import raw_input
+    from qs4d.runtime.costs import raw_input
 
     return raw_input(spec, steps, rng, batch)

@@ -17,13 +17,14 @@ import pytest
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
-from qs4d.apps import costs, energy, kws
 from qs4d.apps import ecg as ecg_app
-from qs4d.apps import profile as profile_app
+from qs4d.apps import kws
 from qs4d.apps.detect import Detector, DetectorConfig
 from qs4d.apps.plot import figure, have_matplotlib
 from qs4d.apps.rhythm import analyze
 from qs4d.apps.sources import RawSource, StreamResampler, WavSource, read_wav, resample
+from qs4d.lab import profile as profile_app
+from qs4d.runtime import costs, energy
 from qs4d.runtime.ecg import BeatStream, ecg_frontend_config
 from qs4d.runtime.errors import UsageError
 from qs4d.runtime.records import load_record208
@@ -458,7 +459,7 @@ def test_torch_int_step_equals_the_integer_reference_bit_for_bit(kws_bundle, whi
 
 
 def test_apps_import_neither_torch_nor_sounddevice():
-    code = ("import sys, qs4d.cli, qs4d.apps.kws, qs4d.apps.ecg, qs4d.apps.profile, "
+    code = ("import sys, qs4d.cli, qs4d.apps.kws, qs4d.apps.ecg, qs4d.lab.profile, "
             "qs4d.apps.mic, qs4d.apps.plot\n"
             "bad = [m for m in ('torch', 'sounddevice', 'qs4d.models', 'qs4d.export') "
             "if m in sys.modules]\nassert not bad, bad")
@@ -466,7 +467,7 @@ def test_apps_import_neither_torch_nor_sounddevice():
 
 
 def test_complexity_reduction_factors_by_hand(kws_bundle, tmp_path, capsys):
-    from qs4d.apps import complexity as cx
+    from qs4d.runtime import complexity as cx
 
     # H 8, P 4, one layer, F 40, K 12; 4-bit weights, 8-bit A B C D state act ADC
     macs = {"enc": 40 * 8, "A": 4 * 4 * 8, "B": 2 * 4 * 8, "C": 2 * 4 * 8, "D": 8,
@@ -484,7 +485,7 @@ def test_complexity_reduction_factors_by_hand(kws_bundle, tmp_path, capsys):
     assert r["float_adc_bit_conversions"] == 8 * (8 * 32 + 32)
     assert cx.main([str(kws_bundle), "--out", str(tmp_path / "c.txt")]) == 0
     assert re.search(r"^kws-tiny\s+4/8/8/8\s+4/4\s", capsys.readouterr().out, re.M)
-    assert (tmp_path / "c.txt").read_text().startswith("command: python -m qs4d.apps.complexity")
+    assert (tmp_path / "c.txt").read_text().startswith("command: python -m qs4d.runtime.complexity")
 
 
 def _has_color(img: np.ndarray, hex_color: str, tol: float = 0.06) -> bool:
@@ -510,7 +511,7 @@ def test_ecg_strip_draws_the_trace_and_the_beats_by_class(tmp_path):
 
 @needs_plots
 def test_line_plot_of_a_sweep(tmp_path):
-    from qs4d.models.plots import line_plot
+    from qs4d.lab.plots import line_plot
 
     series = {"qat": ([3, 4, 8], [80.0, 88.0, 90.0]), "ptq": ([8, 3, 4], [89.0, 20.0, 60.0])}
     img = check_figure(line_plot(tmp_path / "acc.png", series, title="accuracy vs bits",

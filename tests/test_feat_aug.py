@@ -119,7 +119,7 @@ def test_train_epoch_uses_the_task_augmentation():
 
 def test_feature_augmentation_enters_sweep_run_hashes_only_when_set():
     """Sweep runs stored before the fields existed keep their ids."""
-    from qs4d.models import sweep_config
+    from qs4d.lab import sweep_config
 
     for name, value in (("feat_warp", 0.1), ("feat_eq_db", 3.0), ("logit_adjust", 0.5),
                         ("loud_noise_clips", 100)):

@@ -1,14 +1,19 @@
 """Import hygiene (DESIGN section 2) and the `qs4d` command in-process: the runtime and the
 apps load neither torch nor sounddevice nor the training/export code, and work on an install
-where torch cannot be imported at all.
+where torch cannot be imported at all; every import points down: apps -> runtime <- models <-
+export, and lab (orchestration that trains and runs together) -> all, checked on the source of
+every module, imports inside functions and module names given to importlib included.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -114,3 +119,60 @@ def test_python_dash_m_qs4d(argv):
     done = subprocess.run([sys.executable, "-m", "qs4d", *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == (0 if argv == ["--help"] else 2), done.stderr
+
+
+LAYERS = ("runtime", "models", "export", "apps", "lab")
+ALLOWED = {
+    "runtime": {"runtime"},
+    "models": {"runtime", "models"},
+    "export": {"runtime", "models", "export"},
+    "apps": {"runtime", "apps"},
+    "lab": set(LAYERS),
+}
+NAMED = re.compile(r"qs4d\.(runtime|models|export|apps|lab)(\.[\w.]+)?")
+
+
+def targets(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
+    """(line, layer) of every qs4d layer the module at `path` (under `root`) imports or names
+    as a module."""
+    tree = ast.parse(path.read_text(), str(path))
+    pkg = path.relative_to(root).with_suffix("").parts[:-1]  # ('models', 'data') ...
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            if n.level:  # relative: resolved inside this layer's package
+                base = pkg[: len(pkg) - (n.level - 1)]
+                out.append((n.lineno, base[0] if base else "?"))
+            elif n.module and n.module.startswith("qs4d."):
+                out.append((n.lineno, n.module.split(".")[1]))
+            elif n.module == "qs4d":
+                out += [(n.lineno, a.name) for a in n.names]
+        elif isinstance(n, ast.Import):
+            out += [(n.lineno, a.name.split(".")[1]) for a in n.names
+                    if a.name.startswith("qs4d.")]
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            m = NAMED.fullmatch(n.value)  # importlib.import_module("qs4d.models.x") and kin
+            if m:
+                out.append((n.lineno, m.group(1)))
+    return [(line, t) for line, t in out if t in LAYERS or t == "?"]
+
+
+def modules(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_imports_point_down(layer):
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {t}" for p in modules(layer)
+           for line, t in targets(p) if t not in ALLOWED[layer]]
+    assert not bad, f"{layer} may import {sorted(ALLOWED[layer])} only:\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_lazy_and_importlib_imports(tmp_path):
+    root = tmp_path / "apps"
+    root.mkdir()
+    f = root / "x.py"
+    f.write_text("import importlib\n\ndef f():\n    from qs4d.models import train\n"
+                 "    return importlib.import_module('qs4d.export.cli')\n")
+    assert [t for _, t in targets(f, tmp_path)] == ["models", "export"]
+    assert all(modules(layer) for layer in LAYERS)

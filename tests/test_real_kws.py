@@ -1,6 +1,6 @@
 """Keyword spotting on real speakers: the Speech Commands / FSDD loaders and their
 speaker-disjoint splits (models/data/real_kws.py), the sc12 and digits task listings
-(models/real_kws_task.py), and the streaming benchmark's scoring (models/kws_stream_bench.py).
+(models/real_kws_task.py), and the streaming benchmark's scoring (lab/kws_stream_bench.py).
 
 Tests that read the real data skip when ../shared/data (from the project root) is absent; they
 check listings, splits and small parity, never accuracy, and compute no features.
@@ -15,7 +15,7 @@ from scipy.io import wavfile
 from scipy.signal import resample_poly
 
 from qs4d.apps.detect import Detector, DetectorConfig
-from qs4d.models import kws_stream_bench as bench
+from qs4d.lab import kws_stream_bench as bench
 from qs4d.models.data import real_kws as rk
 
 DATA = ROOT.parent / "shared" / "data"

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from qs4d.models import sweep, sweep_config
+from qs4d.lab import sweep, sweep_config
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray is not installed (the `sweep` extra: pip install "
@@ -142,7 +142,7 @@ def test_sweep_on_ray_writes_rows_plots_and_resumes(tmp_path, capsys):
 def test_report_plot_is_an_image_with_one_line_per_series(tmp_path):
     from matplotlib.image import imread
 
-    from qs4d.models.sweep_report import write_report
+    from qs4d.lab.sweep_report import write_report
 
     rows = [{"run_id": f"{m}{b}", "method": m, "bits": b, "test_acc": a, "float_test_acc": 91.0}
             for m, b, a in [("qat", 3, 80.0), ("qat", 8, 90.0), ("ptq", 3, 20.0),
@@ -241,7 +241,7 @@ def test_noise_qat_counts_its_training_loop_in_train_minutes(tmp_path, monkeypat
     """The noise-QAT loop's time enters metrics["train_minutes"] (it used to hold only the
     calibration stage's: 1.5 minutes recorded for a 46-minute run)."""
     pytest.importorskip("torch", reason="training needs torch (the `train` extra)")
-    from qs4d.models import sweep_run
+    from qs4d.lab import sweep_run
 
     cfg_path = grid_config(tmp_path, """
 [[grid]]

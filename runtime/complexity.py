@@ -1,8 +1,8 @@
 """Complexity of shipped bundles against the float32 model of their unpruned architecture.
 
-    python -m qs4d.apps.complexity models/zoo/kws-* [--out FILE]
+    python -m qs4d.runtime.complexity models/zoo/kws-* [--out FILE]
 
-Per bundle, from its spec (apps/costs.py, numpy only): bit operations per step (MACs x weight
+Per bundle, from its spec (runtime/costs.py, numpy only): bit operations per step (MACs x weight
 bits x activation bits), memory (weight codes + recurrent state, bits) and ADC work
 (conversions x bits, every S4D layer on a crossbar), each beside its reduction factor
 float32 / this; and the bundle's test accuracy with its distance to the float model it was
@@ -16,8 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from qs4d.runtime.bundle import load_bundle
-
+from .bundle import load_bundle
 from .costs import complexity
 
 COLS = ("bundle", "w/s/a/adc bits", "modes", "test %", "vs float", "bitops", "x", "mem bits",
@@ -58,7 +57,7 @@ def table(rows: list) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qs4d.apps.complexity", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m qs4d.runtime.complexity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundles", nargs="+")
     p.add_argument("--out", help="also write the table to this file")
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table([row(b) for b in a.bundles])
     print(text)
     if a.out:
-        cmd = "python -m qs4d.apps.complexity " + " ".join(a.bundles)
+        cmd = "python -m qs4d.runtime.complexity " + " ".join(a.bundles)
         Path(a.out).write_text(f"command: {cmd}\n\n{text}\n")
     return 0
 

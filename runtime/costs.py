@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from qs4d.runtime.spec import Spec, weight_shapes
+from .spec import Spec, weight_shapes
 
 
 @dataclass(frozen=True)

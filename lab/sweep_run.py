@@ -9,7 +9,7 @@ a base with its checkpoint, a run with final.pt, an evaluation present in result
 run store must be a path every Ray node sees (a shared file system on a cluster).
 
 This file is the one place in models/ that reaches beyond runtime/: lazily, into export/ (the
-bundle the imssa backend runs) and apps/ (the step cost model of apps/costs.py).
+bundle the imssa backend runs) and apps/ (the step cost model of runtime/costs.py).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from qs4d.models import checkpoint
+from qs4d.models import train as train_mod
+from qs4d.models.tasks import load_task
 from qs4d.runtime.spec import CrossbarConfig, QuantConfig, Spec, TrainConfig
 
-from . import checkpoint
-from . import train as train_mod
 from .sweep_config import Base, Run
-from .tasks import load_task
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
@@ -140,7 +140,7 @@ def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:
 def step_costs(model) -> dict:
     """Bit operations, memory bits and ADC work per step of the model, and the reduction
     factors against the float32 model of the unpruned recipe architecture."""
-    from qs4d.apps.costs import complexity
+    from qs4d.runtime.costs import complexity
 
     qcfg = model.qcfg if model.quant is not None else QuantConfig()
     if qcfg.any_enabled and not qcfg.integer:

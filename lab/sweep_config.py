@@ -46,6 +46,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qs4d.models.config import apply_overrides, quant_from_dict
 from qs4d.runtime.spec import (
     GROUPS,
     READ_NOISE_MODELS,
@@ -54,8 +55,6 @@ from qs4d.runtime.spec import (
     SpecError,
     TrainConfig,
 )
-
-from .config import apply_overrides, quant_from_dict
 
 AXES = ("method", "bits", "weight_bits", "state_bits", "act_bits", "adc_bits", "group",
         "d_model", "d_state", "n_layers", "prune_keep", "noise_std", "seed", "eval_read_noise")

@@ -13,8 +13,8 @@ bundle, the step of its (dequantized) float weights (`torch`), with numpy and im
 them, as ratios of medians. Real-time factor: (step + front end) /
 step period. Throughput: B streams as one batch through `Stream.accept`. Memory: tracemalloc
 peak (Python and numpy allocations) and the process's maximum RSS. Work: MACs and bit
-operations per step from the spec (apps/costs.py); array reads and DAC/ADC conversions from
-the imssa counters. Energy: ESTIMATES from apps/energy.py (constants in docs/energy.md).
+operations per step from the spec (runtime/costs.py); array reads and DAC/ADC conversions from
+the imssa counters. Energy: ESTIMATES from runtime/energy.py (constants in docs/energy.md).
 """
 
 from __future__ import annotations
@@ -29,14 +29,13 @@ import tracemalloc
 
 import numpy as np
 
+from qs4d.apps.plot import plot_file
+from qs4d.runtime import energy
 from qs4d.runtime.backends import BACKENDS
 from qs4d.runtime.cliargs import ArgParser, int_in, output_file
+from qs4d.runtime.costs import raw_input, step_costs, step_period_s, step_terms
 from qs4d.runtime.errors import UsageError
 from qs4d.runtime.stream import load
-
-from . import energy
-from .costs import raw_input, step_costs, step_period_s, step_terms
-from .plot import plot_file
 
 
 def _csv(text: str, cast) -> list:
@@ -177,7 +176,7 @@ def print_report(r: dict) -> None:
 
 
 def plot(path, r: dict) -> None:
-    from .plot import profile_plot
+    from qs4d.apps.plot import profile_plot
 
     latency_us = {n: (1e6 * v["median_s"], 1e6 * v["p99_s"]) for n, v in r["latency"].items()}
     profile_plot(path, latency_us, {t: e["total"] / 1e3 for t, e in r["energy"].items()})

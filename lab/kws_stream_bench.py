@@ -46,10 +46,8 @@ import numpy as np
 
 from qs4d.apps.detect import DetectorConfig, softmax
 from qs4d.apps.plot import figure, require, save
-from qs4d.runtime.stream import load
-
-from .data.augment import trim_silence
-from .data.real_kws import (
+from qs4d.models.data.augment import trim_silence
+from qs4d.models.data.real_kws import (
     ASTERISK,
     ASTERISK_SPLIT,
     DIGITS,
@@ -63,6 +61,7 @@ from .data.real_kws import (
     resolve,
     sc_clips,
 )
+from qs4d.runtime.stream import load
 
 MIN_SPEECH_S = 0.95
 SPEECH_DBFS, NOISE_DBFS = (-28.0, -16.0), (-50.0, -38.0)
