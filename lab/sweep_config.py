@@ -9,7 +9,10 @@ A sweep file is TOML with the tables of a recipe ([model], [quant] in the compac
               [[grid]] (an array of tables) gives the union of several products.
     [eval]    the imssa read-noise evaluation: crossbar_layers, converters ("model": DAC and
               ADC at the bundle's act and adc bits, or "ideal"), max_examples, seed,
-              noise_model (CrossbarConfig.read_noise: "span", the default, or "relative")
+              noise_model (CrossbarConfig.read_noise: "span", the default, or "relative");
+              test_stride: for a task whose training never scores its test split (MIT-BIH:
+              DS2 is a report, not a training signal), the sweep scores every
+              test_stride-th test example of each run and of its float base itself
     [[plot]], [[threshold]], [[table]]   what the report draws and tabulates (sweep_report.py)
 
 Axes (any other "section.key" axis sets that recipe value, e.g. "train.lr_qat"):
@@ -63,7 +66,7 @@ MIN_ACT_BITS = 3  # state, activations and ADC cannot be ternary
 FLOAT_FIELDS = ("task", "data", "seed", "batch_size", "epochs_float", "lr", "lr_ssm",
                 "weight_decay", "max_train", "label_smoothing")
 EVAL_KEYS = {"crossbar_layers", "converters", "max_examples", "seed", "read_noise",
-             "noise_model"}
+             "noise_model", "test_stride"}
 SWEEP_KEYS = {"name", "out", "runs", "num_cpus", "recipe"}
 REPORT_TABLES = ("plot", "threshold", "table")
 
@@ -112,6 +115,8 @@ class EvalSpec:
     max_examples: int = 0
     seed: int = 0
     noise_model: str = "span"
+    test_stride: int = 1  # a task whose training never scores its test split (MIT-BIH DS2):
+    # the sweep scores every test_stride-th test example of each run and of its float base
 
     def key(self, sigma: float) -> str:
         model = "" if self.noise_model == "span" else f"-{self.noise_model}"
@@ -205,7 +210,10 @@ def load_sweep(path: str | Path) -> SweepConfig:
     espec = EvalSpec(crossbar_layers=tuple(ev.get("crossbar_layers", EvalSpec.crossbar_layers)),
                      converters=ev.get("converters", "model"),
                      max_examples=int(ev.get("max_examples", 0)), seed=int(ev.get("seed", 0)),
-                     noise_model=ev.get("noise_model", "span"))
+                     noise_model=ev.get("noise_model", "span"),
+                     test_stride=int(ev.get("test_stride", 1)))
+    if espec.test_stride < 1:
+        raise SpecError(f"{where}: eval.test_stride must be >= 1, got {espec.test_stride}")
     if espec.converters not in ("model", "ideal"):
         raise SpecError(f"{where}: eval.converters 'model' or 'ideal', got {espec.converters!r}")
     if espec.noise_model not in READ_NOISE_MODELS:

@@ -14,6 +14,7 @@ bundle the imssa backend runs) and apps/ (the step cost model of runtime/costs.p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -72,10 +73,15 @@ def execute(run: Run, base_ckpt: str, runs_dir: str) -> dict:
     else:
         model, metrics = train_mod.run(tcfg, run.mcfg, run.qcfg, out, resume=True)
     model.eval()
+    base = base_metrics(base_ckpt)
+    if "test_acc" not in metrics:  # training never scored the test split: this report does
+        metrics = {**metrics, **test_metrics(model, tcfg, run.eval.test_stride)}
+        base.setdefault("float_test_acc", float_test_acc(base_ckpt, runs_dir,
+                                                         run.eval.test_stride))
     result = {"run_id": run.run_id, "config": {"train": run.tcfg.to_dict(),
                                                "model": run.mcfg.to_dict(),
                                                "quant": run.qcfg.to_dict()},
-              "metrics": metrics, "base_metrics": base_metrics(base_ckpt),
+              "metrics": metrics, "base_metrics": base,
               "modes": list(model.cfg.layer_modes), "costs": step_costs(model),
               "evals": dict(prev.get("evals", {})) if prev else {}}
     todo = [s for s, k in zip(run.read_noise, run.eval_keys()) if k not in result["evals"]]
@@ -93,15 +99,42 @@ def read_result(out: Path) -> dict | None:
 def write_result(out: Path, result: dict) -> None:
     """Atomically (a crash never leaves half a row)."""
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, sort_keys=True))
-    os.replace(tmp, out / RESULT_FILE)
+    write_json_atomic(out / RESULT_FILE, result)
 
 
 def base_metrics(base_ckpt: str) -> dict:
     """The float (and pruning) metrics of the checkpoint a run started from."""
     m = checkpoint.load(base_ckpt)[1]["metrics"]
     return {k: v for k, v in m.items() if k.startswith(("float_", "prune_"))}
+
+
+def test_metrics(model, tcfg: TrainConfig, stride: int) -> dict:
+    """Accuracy (%) on every stride-th example of the task's test split, for a task whose
+    training does not score it (Task.score_test false: MIT-BIH, where DS2 is only reported)."""
+    x, y = load_task(tcfg).test
+    return {"test_acc": train_mod.evaluate(model, (x[::stride], y[::stride])),
+            "test_examples": len(y[::stride])}
+
+
+def float_test_acc(base_ckpt: str, runs_dir: str, stride: int) -> float:
+    """test_metrics of the float checkpoint every run of a sweep starts from, once per
+    checkpoint content and stride (kept in RUNS/_bases/test-KEY.json)."""
+    key = hashlib.sha256(Path(base_ckpt).read_bytes() + f"/{stride}".encode()).hexdigest()[:12]
+    path = Path(runs_dir) / "_bases" / f"test-{key}.json"
+    if not path.exists():
+        model, ck = checkpoint.load(base_ckpt)
+        model.eval()
+        acc = test_metrics(model, ck["train_cfg"], stride)["test_acc"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"checkpoint": str(base_ckpt), "stride": stride,
+                                 "float_test_acc": acc})
+    return json.loads(path.read_text())["float_test_acc"]
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
 
 
 def qat_with_noise(tcfg: TrainConfig, run: Run, out: Path) -> tuple:

@@ -78,7 +78,22 @@ def train_items(cfg: TrainConfig, rng: np.random.Generator) -> list:
     return items
 
 
+DATA_FIELDS = ("data", "noise_data", "noise_copies", "extra_data", "rhythm", "beat_wait_s",
+               "seed", "oversample", "max_train")  # the TrainConfig fields a task depends on
+_last: dict = {}  # the latest task built in this process, by DATA_FIELDS
+
+
 def ecg_task(cfg: TrainConfig) -> Task:
+    """The task of cfg; a process building the same data again (a sweep's runs, which differ
+    in quantization only) gets the task it built last instead of reading every record anew."""
+    key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
+    if key not in _last:
+        _last.clear()
+        _last[key] = _build(cfg)
+    return _last[key]
+
+
+def _build(cfg: TrainConfig) -> Task:
     if not cfg.data:
         raise ValueError("the ecg task needs train.data = a folder built by `qs4d data ecg`")
     wcfg = window_config(cfg.rhythm, cfg.beat_wait_s)

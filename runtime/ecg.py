@@ -58,6 +58,8 @@ BEAT_HALF_S = 0.1  # a beat's shape: the band-passed signal within +-0.1 s of it
 TEMPLATE_RATE = 0.1  # the patient's template: running mean of beats at normal timing
 NORMAL_TIMING = 0.1  # |prematurity| <= this: a beat that may update the template
 LOOKBACK_S = 4.0  # samples a beat's shape may reach back from its decision sample
+DECISION_DELAY_S = 0.25  # beat_wait_s = 0: a beat's class is read this long after its R peak
+MAX_DECISION_DELAY_S = 0.3  # (training windows and BeatStream read these two, nothing else)
 ELAPSED_MAX = 4.0  # the time since the latest beat, in reference RR intervals, is clipped here
 
 
@@ -294,9 +296,10 @@ class BeatStream:
     """
 
     def __init__(self, model, frontend: FrontendConfig, labels: tuple = AAMI_CLASSES,
-                 decision_delay_s: float = 0.25, search_back: bool = True):
-        if not 0.0 <= decision_delay_s <= 0.3:
-            raise ValueError(f"BeatStream: decision_delay_s must be in [0, 0.3], got "
+                 decision_delay_s: float = DECISION_DELAY_S, search_back: bool = True):
+        if not 0.0 <= decision_delay_s <= MAX_DECISION_DELAY_S:
+            raise ValueError(f"BeatStream: decision_delay_s must be in [0, "
+                             f"{MAX_DECISION_DELAY_S}], got "
                              f"{decision_delay_s}")
         self.model, self.labels = model, tuple(labels)
         self.frontend = EcgFrontend(frontend)

@@ -8,6 +8,7 @@ Glossary: H width, N state size.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -262,3 +263,35 @@ noise_std = [0.05]
     tcfg = run.tcfg.replace(init=base_ckpt, epochs_float=0, epochs_prune=0, prune_keep=0)
     _, metrics = sweep_run.qat_with_noise(tcfg, run, tmp_path / "run")
     assert metrics["train_minutes"] == 3.0 * tcfg.epochs_qat
+
+
+def test_a_task_that_never_scores_its_test_split_is_scored_by_the_sweep(tmp_path, monkeypatch):
+    """MIT-BIH training never scores DS2 (Task.score_test false); the sweep, a report, scores
+    every eval.test_stride-th test example of each run and of its float base (once)."""
+    pytest.importorskip("torch", reason="training needs torch (the `train` extra)")
+    from qs4d.lab import sweep_run
+    from qs4d.models import tasks
+
+    real = tasks.toy_task
+
+    def unscored(cfg):
+        return dataclasses.replace(real(cfg), score_test=False)
+
+    monkeypatch.setattr(tasks, "toy_task", unscored)
+    cfg_path = tmp_path / "s.toml"
+    cfg_path.write_text(CONFIG.replace("bits = [3, 8]", "bits = [8]").replace(
+        'method = ["qat", "ptq"]', 'method = ["ptq"]') + "\n[eval]\ntest_stride = 3\n")
+    run = sweep_config.load_sweep(cfg_path).expand()[0]
+    assert run.eval.test_stride == 3
+    runs = str(tmp_path / "runs")
+    base_ckpt = sweep_run.train_base(run.base, None, runs)
+    assert "float_test_acc" not in sweep_run.base_metrics(base_ckpt)
+    res = sweep_run.execute(run, base_ckpt, runs)
+    n = len(real(run.tcfg).test[1])
+    assert res["metrics"]["test_examples"] == len(range(0, n, 3))
+    assert 0 <= res["metrics"]["test_acc"] <= 100
+    assert 0 <= res["base_metrics"]["float_test_acc"] <= 100
+    assert len(list((tmp_path / "runs" / "_bases").glob("test-*.json"))) == 1
+    with pytest.raises(sweep_config.SpecError, match="test_stride"):
+        cfg_path.write_text(CONFIG + "\n[eval]\ntest_stride = 0\n")
+        sweep_config.load_sweep(cfg_path)

@@ -34,7 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from qs4d.runtime.ecg import EcgFrontend, decision_samples, ecg_frontend_config
+from qs4d.runtime.ecg import (
+    DECISION_DELAY_S,
+    MAX_DECISION_DELAY_S,
+    EcgFrontend,
+    decision_samples,
+    ecg_frontend_config,
+)
 from qs4d.runtime.spec import FrontendConfig
 
 from .wfdb_io import FS, mitbih_split, read_record, record_names
@@ -46,14 +52,15 @@ SPLIT_FILE = "splits.json"
 class WindowConfig:
     frontend: FrontendConfig = field(default_factory=ecg_frontend_config)
     context_s: float = 2.5
-    decision_delay_s: float = 0.25
+    decision_delay_s: float = DECISION_DELAY_S
 
     def __post_init__(self):
         if self.frontend.kind != "ecg":
             raise ValueError(f"WindowConfig.frontend.kind must be 'ecg', got "
                              f"{self.frontend.kind!r}")
-        if not 0.0 <= self.decision_delay_s <= 0.3:
-            raise ValueError(f"WindowConfig.decision_delay_s must be in [0, 0.3], got "
+        if not 0.0 <= self.decision_delay_s <= MAX_DECISION_DELAY_S:
+            raise ValueError(f"WindowConfig.decision_delay_s must be in [0, "
+                             f"{MAX_DECISION_DELAY_S}], got "
                              f"{self.decision_delay_s}")
         if not self.context_s > 0:
             raise ValueError(f"WindowConfig.context_s must be > 0, got {self.context_s}")
