@@ -28,7 +28,7 @@ WANT = {  # part: (bundle, WAV truth file or None, how to make the bundle)
                "QS4D_THREADS=1 qs4d train --config models/recipes/digits-qat4.toml --set "
                "train.fold=jackson/lucas --out runs/digits-qat4 && bash scripts/kws_zoo.sh "
                "digits-qat4"),
-    "ecg": ("ecg-qat4", None, "bash scripts/ecg_zoo.sh (models/recipes/ecg-mitdb.toml)"),
+    "ecg": ("ecg-qat4", None, "bash scripts/ecg_zoo.sh (models/recipes/ecg-next.toml)"),
 }
 
 

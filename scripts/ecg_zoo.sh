@@ -35,8 +35,8 @@ export_run() {  # NAME CHECKPOINT RECIPE TRAIN_COMMAND
 
 R=models/recipes
 T="QS4D_THREADS=1 qs4d train --config $R"
-export_run ecg-float runs/ecg-mitdb/float.pt $R/ecg-mitdb.toml "$T/ecg-mitdb.toml --out runs/ecg-mitdb"
-export_run ecg-qat4 runs/ecg-mitdb/final.pt $R/ecg-mitdb.toml "$T/ecg-mitdb.toml --out runs/ecg-mitdb"
-export_run ecg-qat8 runs/ecg-mitdb-qat8/final.pt $R/ecg-mitdb-qat8.toml "$T/ecg-mitdb-qat8.toml --out runs/ecg-mitdb-qat8   # after ecg-mitdb"
-export_run ecg-ternary runs/ecg-mitdb-ternary/final.pt $R/ecg-mitdb-ternary.toml "$T/ecg-mitdb-ternary.toml --out runs/ecg-mitdb-ternary   # after ecg-mitdb"
-export_run ecg-pruned runs/ecg-mitdb-pruned/final.pt $R/ecg-mitdb-pruned.toml "$T/ecg-mitdb-pruned.toml --out runs/ecg-mitdb-pruned   # after ecg-mitdb"
+export_run ecg-float runs/ecg-next/float.pt $R/ecg-next.toml "$T/ecg-next.toml --out runs/ecg-next"
+export_run ecg-qat4 runs/ecg-next/final.pt $R/ecg-next.toml "$T/ecg-next.toml --out runs/ecg-next"
+export_run ecg-qat8 runs/ecg-next-qat8/final.pt $R/ecg-next-qat8.toml "$T/ecg-next-qat8.toml --out runs/ecg-next-qat8   # after ecg-next"
+export_run ecg-ternary runs/ecg-next-ternary/final.pt $R/ecg-next-ternary.toml "$T/ecg-next-ternary.toml --out runs/ecg-next-ternary   # after ecg-next"
+export_run ecg-pruned runs/ecg-next-pruned/final.pt $R/ecg-next-pruned.toml "$T/ecg-next-pruned.toml --out runs/ecg-next-pruned   # after ecg-next"
