@@ -21,6 +21,7 @@ COMMANDS = {
     "kws": ("qs4d.apps.kws", "keyword spotting from a microphone or WAV file"),
     "ecg": ("qs4d.apps.ecg", "streaming ECG beat classification"),
     "ecg-report": ("qs4d.apps.ecg_report", "AAMI inter-patient report over WFDB records"),
+    "models": ("qs4d.apps.models", "the zoo's bundles with their headline figures"),
     "kws-bench": ("qs4d.lab.kws_stream_bench",
                   "keyword detection rate vs false alarms per hour on real speech"),
     "profile": ("qs4d.lab.profile", "latency, throughput, memory and energy per backend"),

@@ -554,3 +554,32 @@ def test_apps_run_the_zoo_bundle_when_none_is_named(capsys, monkeypatch, tmp_pat
     assert kws.main(["--wav", str(DATA / "sentence_espeak_16k.wav"), "--fast"]) == 2
     with pytest.raises(UsageError, match="BUNDLE is required"):
         ecg_app.main(["--record208", "--fast"])
+
+
+def test_models_lists_the_zoo_with_headline_figures(capsys, tmp_path):
+    """`qs4d models`: one line per bundle with task, precision, weight memory and the card's
+    headline figure, the apps' default bundles marked; a folder without bundles exits 1."""
+    from qs4d.apps import models, zoo
+
+    assert models.main(["--zoo", str(tmp_path)]) == 1
+    b = tmp_path / "b1"
+    b.mkdir()
+    b.joinpath("spec.json").write_text(json.dumps({
+        "labels": ["N", "S", "V", "F", "Q"], "metrics": {"test_acc": 50.0},
+        "quant": {"weights": {"bits": 2}, "state": {"bits": 8}}}))
+    b.joinpath("README.md").write_text("Weight memory: 16384 bits.\n\nAccuracy 91.25% of "
+                                       "matched beats.\n")
+    c = tmp_path / "c2"
+    c.mkdir()
+    c.joinpath("spec.json").write_text(json.dumps({
+        "labels": ["yes", "no", "up"], "metrics": {"float_test_acc": 88.04}, "quant": {}}))
+    c.joinpath("README.md").write_text("## Real speakers (sc12)\n")
+    assert models.rows(tmp_path) == [
+        ("b1", "ECG beats (AAMI)", "ternary/s8", "2.0 KiB", "MIT-BIH DS2 (22 patients): 91.2%"),
+        ("c2", "keywords (sc12)", "float32", "-", "held-out real speakers: 88.0%")]
+    if zoo.default_bundle("ecg") is None:
+        pytest.skip("the package's zoo is not present")
+    capsys.readouterr()
+    assert models.main([]) == 0
+    out = capsys.readouterr().out
+    assert "ecg-qat4 *" in out and "sc12-qat4 *" in out and "MIT-BIH DS2" in out
