@@ -85,9 +85,7 @@ class LiveLine:
 def step_end_s(spec, step: int) -> float:
     """Audio time (s) at the last sample of model step `step`'s front-end frame."""
     fe = spec.frontend
-    win = int(round(fe.sample_rate * fe.win_ms / 1000.0))
-    hop = int(round(fe.sample_rate * fe.hop_ms / 1000.0))
-    return (win + step * hop) / fe.sample_rate
+    return (fe.win_samples + step * fe.hop_samples) / fe.sample_rate
 
 
 def run(model, source, detector: Detector, out=sys.stdout, live: bool = False,

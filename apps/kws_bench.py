@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kws_bench: no clips in split {a.split!r} of {a.data}", file=sys.stderr)
         return 2
     audio, starts = clip_stream(clips, fe.sample_rate, a.gap_s)
-    hop = int(round(fe.sample_rate * fe.hop_ms / 1000))
+    hop = fe.hop_samples
     logits = stream_logits(model, audio)
     music = [(Path(m).name, stream_logits(model, read_wav_as(m, fe.sample_rate)))
              for m in a.music]

@@ -151,9 +151,7 @@ def raw_input(spec: Spec, steps: int, rng: np.random.Generator, batch: int | Non
     if fe.kind == "identity":
         shape: tuple = (steps, spec.model.d_input)
     elif fe.kind == "logmel":
-        win = int(round(fe.sample_rate * fe.win_ms / 1000.0))
-        hop = int(round(fe.sample_rate * fe.hop_ms / 1000.0))
-        shape = (win + (steps - 1) * hop,)
+        shape = (fe.win_samples + (steps - 1) * fe.hop_samples,)
     else:
         shape = (steps * fe.decimate,)
     scale = 0.1 if fe.kind == "logmel" else 1.0

@@ -101,8 +101,7 @@ class LogMel:
         if cfg.kind != "logmel":
             raise SpecError(f"LogMel: FrontendConfig.kind must be 'logmel', got {cfg.kind!r}")
         self.cfg = cfg
-        self.win = int(round(cfg.sample_rate * cfg.win_ms / 1000.0))  # W
-        self.hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000.0))  # S
+        self.win, self.hop = cfg.win_samples, cfg.hop_samples  # W, S
         if not 1 <= self.hop <= self.win:
             raise SpecError(f"LogMel: need 1 <= hop <= window samples, got hop={self.hop}, "
                             f"window={self.win}")

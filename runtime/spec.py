@@ -241,8 +241,7 @@ class FrontendConfig(_Config):
             raise SpecError(f"FrontendConfig.band_hz: high edge {band[1]} must be below "
                             f"sample_rate / 2 = {self.sample_rate / 2}")
         if self.kind == "logmel":
-            win = round(self.sample_rate * self.win_ms / 1000.0)
-            hop = round(self.sample_rate * self.hop_ms / 1000.0)
+            win, hop = self.win_samples, self.hop_samples
             if not 1 <= hop <= win <= self.n_fft:
                 raise SpecError(f"FrontendConfig.win_ms/hop_ms/n_fft: need 1 <= hop <= window "
                                 f"<= n_fft samples, got hop {hop}, window {win}, n_fft "
@@ -268,6 +267,16 @@ class FrontendConfig(_Config):
             raise SpecError("FrontendConfig.beat_wait_s: needs an ECG front end with rhythm "
                             f"features (their detector times the decision), got kind "
                             f"{self.kind!r}, rhythm {self.rhythm}")
+
+    @property
+    def win_samples(self) -> int:
+        """Log-mel analysis window in samples (the one place the geometry is derived)."""
+        return int(round(self.sample_rate * self.win_ms / 1000.0))
+
+    @property
+    def hop_samples(self) -> int:
+        """Log-mel hop in samples: the model steps once per hop."""
+        return int(round(self.sample_rate * self.hop_ms / 1000.0))
 
     def features(self) -> int | None:
         """Features per step this front end produces (None: the model's d_input)."""

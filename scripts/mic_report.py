@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     lag = int(np.argmax(correlate(cap, first, "valid", method="fft"))) - runs[0][0] * 2
     p_off, p_cap = smoothed(model, offline.astype(np.float32)), smoothed(model, cap.astype(
         np.float32))
-    hop = round(model.spec.frontend.hop_ms * model.spec.frontend.sample_rate / 1000)  # per step
+    hop = model.spec.frontend.hop_samples  # samples per step
     phases = [smoothed(model, cap[o:].astype(np.float32)) for o in PHASES]
     print(f"{model}\ncaptured = offline delayed by {lag / 16000 * 1000:.1f} ms; detections "
           f"live: {(d / 'detections.txt').read_text().strip()}")
