@@ -247,22 +247,6 @@ def _rr_ref(rr: np.ndarray, fs: int) -> float:
     return float(np.median(hist)) if len(hist) else float(fs)
 
 
-def decision_samples(beats: list, wait: int) -> np.ndarray:
-    """The sample at which each detected beat's class is read when BeatStream waits for the
-    next beat (FrontendConfig.beat_wait_s > 0, wait = its samples): beats are (R peak, decision
-    sample) in decision order (the detector's `process_timed`). Beat i is read at the decision
-    sample of the first later-decided beat whose R peak follows its own, if that comes before
-    R_i + wait, else at R_i + wait; never before its own decision sample. (n,) int64."""
-    r = np.asarray([b[0] for b in beats], np.int64)  # (n,)
-    t = np.asarray([b[1] for b in beats], np.int64)  # (n,)
-    out = r + wait
-    for i in range(len(r)):
-        later = np.flatnonzero(r[i + 1:] > r[i])
-        if len(later) and t[i + 1 + later[0]] < r[i] + wait:
-            out[i] = t[i + 1 + later[0]]
-    return np.maximum(out, t)
-
-
 @dataclass(frozen=True)
 class BeatEvent:
     """One classified beat: its R peak (sample, seconds) and the model's posterior."""
@@ -291,7 +275,7 @@ class BeatStream:
       or in the detector's first 2 s, as soon as they are found);
     - `frontend.beat_wait_s` > 0: s is the sample at which the detector decides the next beat
       (so the row's rhythm features hold the beat's following RR interval), at most
-      beat_wait_s after the R peak: `decision_samples`, which training uses too.
+      beat_wait_s after the R peak: `rpeak.decision_samples`, which training uses too.
     The model's own stream state is its owner's to save; `state()` covers the rest.
     """
 
@@ -367,7 +351,7 @@ class BeatStream:
 
     def _next_beat_rows(self) -> np.ndarray:
         """With beat_wait_s: add this chunk's detected beats to the pending ones, settle the
-        sample each pending beat is read at (`decision_samples`, streamed) and return their
+        sample each pending beat is read at (`rpeak.decision_samples`, streamed) and return their
         logits rows (b,), -1 where not known yet."""
         for r, t in self.frontend.timed:  # in decision order
             open_ = (self._at < 0) & (self._pending < r)

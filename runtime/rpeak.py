@@ -215,3 +215,19 @@ class RPeakDetector:
 def _sliding_max(x: np.ndarray, w: int) -> np.ndarray:
     """max(x[k: k + w]) for every k in [0, len(x) - w]: (len(x) - w + 1,), in O(len(x))."""
     return maximum_filter1d(x, w, origin=-(w // 2))[: len(x) - w + 1]
+
+
+def decision_samples(beats: list, wait: int) -> np.ndarray:
+    """The sample at which each detected beat's class is read when BeatStream waits for the
+    next beat (FrontendConfig.beat_wait_s > 0, wait = its samples): beats are (R peak, decision
+    sample) in decision order (the detector's `process_timed`). Beat i is read at the decision
+    sample of the first later-decided beat whose R peak follows its own, if that comes before
+    R_i + wait, else at R_i + wait; never before its own decision sample. (n,) int64."""
+    r = np.asarray([b[0] for b in beats], np.int64)  # (n,)
+    t = np.asarray([b[1] for b in beats], np.int64)  # (n,)
+    out = r + wait
+    for i in range(len(r)):
+        later = np.flatnonzero(r[i + 1:] > r[i])
+        if len(later) and t[i + 1 + later[0]] < r[i] + wait:
+            out[i] = t[i + 1 + later[0]]
+    return np.maximum(out, t)

@@ -316,7 +316,7 @@ def test_next_beat_decision_is_the_same_streamed_and_in_training(rec):
     training windows cut them (`beat_windows`), the same rows; p of that row is the beat's
     following RR, p_prev its preceding one."""
     from qs4d.models.data.ecg_data import WindowConfig, windows_from_arrays
-    from qs4d.runtime.ecg import decision_samples
+    from qs4d.runtime.rpeak import decision_samples
 
     cfg = ecg_frontend_config(decimate=4).replace(rhythm=9, beat_wait_s=1.0)
     fe = EcgFrontend(cfg)

@@ -38,9 +38,9 @@ from qs4d.runtime.ecg import (
     DECISION_DELAY_S,
     MAX_DECISION_DELAY_S,
     EcgFrontend,
-    decision_samples,
     ecg_frontend_config,
 )
+from qs4d.runtime.rpeak import decision_samples
 from qs4d.runtime.spec import FrontendConfig
 
 from .wfdb_io import FS, mitbih_split, read_record, record_names
